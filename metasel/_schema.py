@@ -1,0 +1,43 @@
+"""Names shared by the table, the store and the specs: metrics, statuses, columns."""
+
+from __future__ import annotations
+
+#: metric name -> (direction, unit). ``value`` is the generic metric of imported
+#: algorithm-selection data; its direction is set by the import (``--objective``).
+METRICS: dict[str, tuple[str | None, str]] = {
+    "throughput_tok_s": ("max", "tokens/s"),
+    "ttft_ms": ("min", "ms"),
+    "tpot_ms": ("min", "ms"),
+    "latency_ms": ("min", "ms"),
+    "peak_mem_mb": ("min", "MiB"),
+    "setup_s": ("min", "s"),
+    "value": (None, "as imported"),
+}
+METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
+
+STATUSES: tuple[str, ...] = ("ok", "oom", "error", "timeout", "unsupported")
+
+#: observation columns in store order, with their kinds.
+OBS_COLUMNS: dict[str, str] = {
+    "obs_id": "str",
+    "task_id": "str",
+    "method": "str",
+    "hardware_id": "str",
+    **{m: "float" for m in METRIC_NAMES},
+    "repeats": "int",
+    "spread": "float",
+    "status": "str",
+    "message": "str",
+    "timestamp": "str",
+    "versions": "str",
+    "seed": "int",
+    "source": "str",
+    "flags": "str",
+}
+KEY_COLUMNS: tuple[str, ...] = ("task_id", "method", "hardware_id")
+
+TASK_COLUMNS: tuple[str, ...] = ("task_id", "name", "spec", "features")
+METHOD_COLUMNS: tuple[str, ...] = ("method", "techniques", "description")
+HARDWARE_COLUMNS: tuple[str, ...] = ("hardware_id", "name", "specs", "price_per_hour")
+
+DIRECTIONS: tuple[str, ...] = ("min", "max")
