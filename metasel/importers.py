@@ -6,6 +6,7 @@ so a bad file is refused before anything is written.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 from pathlib import Path
@@ -45,18 +46,24 @@ def read_text_table(path: str | Path, *, what: str = "CSV") -> "pd.DataFrame":
     except UnicodeDecodeError as exc:
         raise InputDataError(f"{path}: expected UTF-8 text, got an undecodable byte at offset {exc.start}") from exc
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError as exc:
-        raise InputDataError(f"{path}: expected a {what} with a header row, got no columns") from exc
-    except pd.errors.ParserError as exc:
-        raise InputDataError(f"{path}: malformed {what}: {str(exc).strip()}") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    unnamed = [c for c in frame.columns if not c or c.startswith("Unnamed:")]
-    if unnamed:
+        records = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InputDataError(f"{path}: malformed {what}: {exc}") from exc
+    records = [r for r in records if r and any(cell.strip() for cell in r)]
+    if not records:
+        raise InputDataError(f"{path}: expected a {what} with a header row, got no columns")
+    header = [c.strip() for c in records[0]]
+    if any(not c for c in header):
         raise InputDataError(f"{path}: header: expected a name for every column, got an empty column name")
-    dup = frame.columns[frame.columns.duplicated()]
-    if len(dup):
-        raise InputDataError(f"{path}: header: column {dup[0]!r} appears twice")
+    seen = set()
+    for c in header:
+        if c in seen:
+            raise InputDataError(f"{path}: header: column {c!r} appears twice")
+        seen.add(c)
+    for line, r in enumerate(records[1:], start=2):
+        if len(r) != len(header):
+            raise InputDataError(f"{path}: row {line}: expected {len(header)} fields like the header, got {len(r)}")
+    frame = pd.DataFrame(records[1:], columns=header, dtype=str)
     return frame
 
 

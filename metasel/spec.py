@@ -9,7 +9,7 @@ but are not part of the task.
 Example (``examples/llama_chat.yaml``)::
 
     name: llama-chat
-    model: {preset: llama-30m}
+    model: {preset: llama-34m}
     workload: {prompt_len: {dist: uniform, min: 48, max: 96}, output_len: 32,
                batch_size: 4, shared_prefix: 0.5, domain: customer-support chat}
     hardware: auto
@@ -41,19 +41,19 @@ DTYPES: dict[str, float] = {
 
 #: Size presets: random-weight models the collector can build in seconds on a CPU.
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    "llama-5m": dict(arch="llama", layers=2, hidden=128, heads=4, kv_heads=2, intermediate=344, vocab=8192),
-    "llama-15m": dict(arch="llama", layers=4, hidden=256, heads=4, kv_heads=2, intermediate=688, vocab=16384),
-    "llama-30m": dict(arch="llama", layers=6, hidden=384, heads=6, kv_heads=2, intermediate=1024, vocab=32000),
-    "llama-60m": dict(arch="llama", layers=8, hidden=512, heads=8, kv_heads=4, intermediate=1376, vocab=32000),
-    "llama-150m": dict(arch="llama", layers=12, hidden=768, heads=12, kv_heads=4, intermediate=2048, vocab=32000),
-    "qwen2-10m": dict(arch="qwen2", layers=4, hidden=192, heads=6, kv_heads=2, intermediate=512, vocab=32000),
-    "qwen2-40m": dict(arch="qwen2", layers=6, hidden=448, heads=7, kv_heads=1, intermediate=1216, vocab=32000),
-    "qwen2-100m": dict(arch="qwen2", layers=10, hidden=640, heads=10, kv_heads=2, intermediate=1792, vocab=50000),
-    "gpt2-10m": dict(arch="gpt2", layers=4, hidden=256, heads=4, kv_heads=4, intermediate=1024, vocab=8192),
-    "gpt2-50m": dict(arch="gpt2", layers=6, hidden=512, heads=8, kv_heads=8, intermediate=2048, vocab=16384),
+    "llama-5m": dict(arch="llama", layers=2, hidden=128, heads=4, kv_heads=2, intermediate=344, vocab=16384),
+    "llama-12m": dict(arch="llama", layers=4, hidden=256, heads=4, kv_heads=2, intermediate=688, vocab=16384),
+    "llama-34m": dict(arch="llama", layers=6, hidden=384, heads=6, kv_heads=2, intermediate=1024, vocab=32000),
+    "llama-56m": dict(arch="llama", layers=8, hidden=512, heads=8, kv_heads=4, intermediate=1376, vocab=32000),
+    "llama-125m": dict(arch="llama", layers=12, hidden=768, heads=12, kv_heads=4, intermediate=2048, vocab=32000),
+    "qwen2-14m": dict(arch="qwen2", layers=4, hidden=192, heads=6, kv_heads=2, intermediate=512, vocab=32000),
+    "qwen2-41m": dict(arch="qwen2", layers=6, hidden=448, heads=7, kv_heads=1, intermediate=1216, vocab=32000),
+    "qwen2-108m": dict(arch="qwen2", layers=10, hidden=640, heads=10, kv_heads=2, intermediate=1792, vocab=50000),
+    "gpt2-5m": dict(arch="gpt2", layers=4, hidden=256, heads=4, kv_heads=4, intermediate=1024, vocab=8192),
+    "gpt2-27m": dict(arch="gpt2", layers=6, hidden=512, heads=8, kv_heads=8, intermediate=2048, vocab=16384),
     "gpt2-124m": dict(arch="gpt2", layers=12, hidden=768, heads=12, kv_heads=12, intermediate=3072, vocab=50257),
-    "mistral-20m": dict(arch="mistral", layers=4, hidden=320, heads=8, kv_heads=2, intermediate=1024, vocab=32000),
-    "mistral-80m": dict(arch="mistral", layers=8, hidden=640, heads=10, kv_heads=2, intermediate=1792, vocab=32000),
+    "mistral-25m": dict(arch="mistral", layers=4, hidden=320, heads=8, kv_heads=2, intermediate=1024, vocab=32000),
+    "mistral-76m": dict(arch="mistral", layers=8, hidden=640, heads=10, kv_heads=2, intermediate=1792, vocab=32000),
 }
 
 _MODEL_DIMS = ("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab")

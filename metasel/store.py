@@ -111,7 +111,8 @@ class Store:
             )
         if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=FULL")
+        # WAL + NORMAL: a committed append survives a killed process (not a power cut).
+        con.execute("PRAGMA synchronous=NORMAL")
         con.execute("PRAGMA foreign_keys=ON")
         if version < SCHEMA_VERSION or not tables:
             with self._transaction():

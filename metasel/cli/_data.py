@@ -169,3 +169,29 @@ def export_cmd(ctx, out, fmt, hardware_ids):
     export_table(tbl, out, fmt=fmt)
     click.echo(f"exported {len(tbl):,} observations ({len(tbl.tasks)} tasks, {len(tbl.methods)} methods, "
                f"{len(tbl.hardware)} hardware) to {out} as {fmt}")
+
+
+@main.command("validate")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the expanded tasks as JSON.")
+def validate_cmd(spec, as_json):
+    """Check a task spec or grid spec YAML and list the task(s) it defines."""
+    from metasel.spec import parse_grid_spec, parse_task_spec, read_yaml
+
+    raw = read_yaml(spec)
+    is_grid = isinstance(raw, dict) and ("axes" in raw or "base" in raw)
+    if is_grid:
+        grid = parse_grid_spec(raw, source=spec)
+        tasks = list(grid.tasks)
+    else:
+        tasks = [parse_task_spec(raw, source=spec)]
+    if as_json:
+        click.echo(json.dumps([{"task_id": t.task_id, "name": t.name, **t.task_dict()} for t in tasks], indent=2))
+        return
+    kind = f"grid {grid.name!r} with {len(tasks)} tasks" if is_grid else "task spec"
+    click.echo(f"{spec}: valid {kind}")
+    rows = [(t.task_id, t.name, t.model.arch, f"{t.model.num_params() / 1e6:.1f}M",
+             t.workload.prompt_len.upper(), t.workload.output_len, t.workload.batch_size,
+             f"{t.workload.shared_prefix:.2f}") for t in tasks]
+    click.echo(table(["task_id", "name", "arch", "params", "prompt", "output", "batch", "prefix"], rows,
+                     align="lllrrrrr"))

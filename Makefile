@@ -1,0 +1,30 @@
+# Two commands for a fresh machine:
+#   make demo   set up .venv and run the main job on the shipped data
+#   make test   set up .venv and run the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STORE ?= out/demo.sqlite
+
+.PHONY: setup test demo bench clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 is named in the same command so pip takes the CPU wheel and never a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0 -e '.[all,dev]'
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	mkdir -p out
+	rm -f $(STORE) $(STORE)-wal $(STORE)-shm
+	$(BIN)/metasel --store $(STORE) import datasets/cpu-v1
+	$(BIN)/metasel --store $(STORE) show --top 10
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

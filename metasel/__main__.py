@@ -1,0 +1,3 @@
+from metasel.cli import run
+
+run()
