@@ -5,7 +5,8 @@ from __future__ import annotations
 #: metric name -> (direction, unit). ``value`` is the generic metric of imported
 #: algorithm-selection data; its direction is set by the import (``--objective``).
 METRICS: dict[str, tuple[str | None, str]] = {
-    "throughput_tok_s": ("max", "tokens/s"),
+    "throughput_tok_s": ("max", "tokens/s"),  # generated tokens per second
+    "total_tok_s": ("max", "tokens/s"),  # prompt + generated tokens per second
     "ttft_ms": ("min", "ms"),
     "tpot_ms": ("min", "ms"),
     "latency_ms": ("min", "ms"),

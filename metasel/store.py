@@ -185,25 +185,27 @@ class Store:
         return AppendResult(added=added, skipped=len(obs_rows) - added)
 
     def _merge_descriptors(self, con, name, columns, frame, json_col) -> None:
+        """Insert new descriptors. An id already stored keeps its row (labels such as
+        ``name`` stay as first written); only a different JSON payload is a conflict,
+        except that a real descriptor replaces an empty placeholder."""
         key = columns[0]
+        compared = [c for c in columns if c in ("spec", "features", "techniques", "specs")]
         for row in frame[list(columns)].itertuples(index=False, name=None):
             row = tuple(_sql_value(v) for v in row)
             old = con.execute(f"SELECT {', '.join(columns)} FROM {name} WHERE {key}=?", (row[0],)).fetchone()
             if old is None:
                 con.execute(f"INSERT INTO {name} VALUES ({', '.join('?' * len(columns))})", row)
                 continue
-            old = tuple(old)
-            if old == row:
+            old_d, new_d = dict(zip(columns, old)), dict(zip(columns, row))
+            if all(old_d[c] == new_d[c] for c in compared):
                 continue
-            new_json = row[columns.index(json_col)]
-            old_json = old[columns.index(json_col)]
-            if new_json == "{}":
+            if new_d[json_col] == "{}" and all(new_d[c] in ("{}", None) for c in compared):
                 continue  # a placeholder never replaces a real descriptor
-            if old_json == "{}":
+            if all(old_d[c] in ("{}", None) for c in compared):
                 con.execute(f"DELETE FROM {name} WHERE {key}=?", (row[0],))
                 con.execute(f"INSERT INTO {name} VALUES ({', '.join('?' * len(columns))})", row)
                 continue
-            diff = [c for c, a, b in zip(columns, old, row) if a != b]
+            diff = [c for c in compared if old_d[c] != new_d[c]]
             raise InputDataError(
                 f"{self.path}: {name} {key} {row[0]!r} is stored with another descriptor "
                 f"(differs in {diff}); nothing was written"

@@ -3,7 +3,7 @@
 Tidy schema (one row per measured cell, failures included)::
 
     observations: obs_id, task_id, method, hardware_id,
-                  throughput_tok_s, ttft_ms, tpot_ms, latency_ms, peak_mem_mb, setup_s, value,
+                  throughput_tok_s, total_tok_s, ttft_ms, tpot_ms, latency_ms, peak_mem_mb, setup_s, value,
                   repeats, spread, status, message, timestamp, versions, seed, source, flags
     tasks:        task_id, name, spec (JSON), features (JSON)
     methods:      method, techniques (JSON: technique -> number), description

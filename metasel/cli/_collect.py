@@ -1,0 +1,66 @@
+"""``metasel collect``."""
+
+from __future__ import annotations
+
+import click
+
+from metasel.cli import main
+from metasel.cli._data import open_store
+
+
+def _threads(text: str) -> list[int | None]:
+    out: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part in ("", "all"):
+            out.append(None)
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise click.BadParameter(f"expected positive integers separated by commas, got {text!r}")
+        out.append(int(part))
+    return out
+
+
+@main.command("collect")
+@click.option("--grid", "grid_path", required=True, type=click.Path(dir_okay=False), help="Grid spec YAML (or one task spec).")
+@click.option("--methods", default=None, help="Comma-separated method names [default: the grid's, else all but compiled].")
+@click.option("--repeats", type=click.IntRange(1), default=None, help="Measured runs per cell after a warm-up [default: grid's, else 3].")
+@click.option("--threads", default="all", show_default=True,
+              help="Hardware profiles by torch thread count, e.g. '1,2' (each is its own hardware id).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--ray", "ray_address", default=None, help="Fan out over Ray: an address, 'auto' or 'local'.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None,
+              help="Seconds per cell before it is recorded as a timeout [default: grid's, else 600].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Run seed; each cell's seed derives from it.")
+@click.option("--force", is_flag=True, help="Measure cells again even if this hardware has them.")
+@click.option("--list", "list_only", is_flag=True, help="List the methods and exit.")
+@click.option("--quiet", is_flag=True, help="No per-cell progress lines.")
+@click.pass_context
+def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, timeout_s, seed, force, list_only, quiet):
+    """Measure (task, method) cells on this machine (or a Ray cluster) and append them to the store.
+
+    Resumable: cells this hardware already has are skipped unless --force. Each
+    observation is stored in its own transaction as soon as it is measured.
+    """
+    from metasel.bench import methods as registry
+    from metasel.spec import parse_grid_spec, parse_task_spec, read_yaml
+
+    if list_only:
+        for m in registry.REGISTRY.values():
+            click.echo(f"{m.name:32s} {m.describe()}")
+        return
+    raw = read_yaml(grid_path)
+    if isinstance(raw, dict) and ("axes" in raw or "base" in raw):
+        grid = parse_grid_spec(raw, source=grid_path)
+        tasks, g_methods, g_repeats, g_timeout = grid.tasks, grid.methods, grid.repeats, grid.timeout_s
+    else:
+        tasks, g_methods, g_repeats, g_timeout = [parse_task_spec(raw, source=grid_path)], None, None, None
+    names = [m.strip() for m in methods.split(",") if m.strip()] if methods else g_methods
+    registry.resolve(names)  # unknown names fail here, before anything runs
+    from metasel.bench.runner import collect
+
+    with open_store(ctx) as store:
+        summary = collect(tasks, store, methods=names, repeats=repeats or g_repeats or 3, threads=_threads(threads),
+                          device=device, ray=ray_address, force=force, timeout_s=timeout_s or g_timeout or 600.0,
+                          seed=seed, progress=not quiet)
+    click.echo(summary.line())
