@@ -10,14 +10,13 @@ half one.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import multiprocessing as mp
 import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from metasel._schema import STATUSES
 from metasel.errors import MetaselError

@@ -1,0 +1,138 @@
+"""Surrogate benchmarks: scaling, prediction and conditioning speed, held-out accuracy.
+
+    python benchmarks/bench_surrogate.py [--quick] [--skip-scaling]
+
+Prints a table of: fit time and peak memory at 1k / 10k / 100k synthetic observations;
+time to predict 100k cells; time to condition on a new task; held-out log-RMSE and
+50% / 90% interval coverage on LLM-Inference-Bench (leave-one-hardware-out, leave-one-
+model-out) and on the shipped measured dataset (leave-one-task-out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+LLM_BENCH = ROOT.parent / "shared" / "data" / "llm_inference_bench" / "llm_inference_bench.csv"
+DATASET = ROOT / "datasets" / "cpu-v1"
+
+SCALE_CHILD = """
+import resource, sys, time
+from metasel.surrogate import Surrogate, TrainConfig
+from metasel.surrogate.synthetic import low_rank_table
+n = int(sys.argv[1]); steps = int(sys.argv[2])
+tasks = max(10, n // 20)
+table, _ = low_rank_table(num_tasks=tasks, num_methods=16, num_hardware=2, density=n / (tasks * 32), seed=0)
+t = time.perf_counter()
+Surrogate("value", config=TrainConfig(steps=steps), embed="none").fit(table, key=0)
+print(len(table), time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def scaling(steps: int) -> None:
+    print(f"fit scaling (synthetic, 16 methods x 2 hardware, {steps} steps; fresh process each)")
+    print(f"{'observations':>12s} {'fit s':>8s} {'peak RSS MiB':>13s}")
+    for n in (1_000, 10_000, 100_000):
+        out = subprocess.run([sys.executable, "-c", SCALE_CHILD, str(n), str(steps)], capture_output=True, text=True,
+                             check=True).stdout.split()
+        print(f"{int(out[0]):12,d} {float(out[1]):8.1f} {float(out[2]):13.0f}")
+
+
+def speed() -> None:
+    from metasel.surrogate import Surrogate, TrainConfig
+    from metasel.surrogate.synthetic import low_rank_table
+    from metasel.table import PerfTable
+
+    table, truth = low_rank_table(num_tasks=3200, num_methods=16, num_hardware=2, density=0.3, seed=1)
+    model = Surrogate("value", config=TrainConfig(steps=200), embed="hash").fit(table, key=0)
+    cells = truth[["task_id", "method", "hardware_id"]].head(100_000)
+    model.predict(cells.head(100))
+    t = time.perf_counter()
+    model.predict(cells)
+    t_pred = time.perf_counter() - t
+    fresh = model.forget(["task0000"])
+    obs = table.observations[(table.observations.task_id == "task0000") & (table.observations.hardware_id == "hw0")].head(3)
+    new = PerfTable(obs, table.tasks[table.tasks.task_id == "task0000"], table.methods, table.hardware,
+                    directions={"value": "max"})
+    times = []
+    for _ in range(20):
+        t = time.perf_counter()
+        c = fresh.condition(new)
+        c.predict([("task0000", m, "hw0") for m in model.methods])
+        times.append(time.perf_counter() - t)
+    print(f"predict {len(cells):,} cells: {t_pred:.3f}s; condition on 3 observations of a new task + predict its "
+          f"{len(model.methods)} methods: median {np.median(times) * 1000:.1f} ms")
+
+
+def heldout(quick: bool) -> None:
+    from metasel.importers import read_llm_inference_bench
+    from metasel.meta import evaluation as ev
+    from metasel.store import read_export
+
+    steps = 600 if quick else 1500
+    runs = []
+    llm = read_llm_inference_bench(LLM_BENCH).filter(exclude_flags=["batch_semantics=prompt_batch"])
+    runs.append(("LLM-Inference-Bench, leave-one-hardware-out", llm, "throughput_tok_s", ev.leave_one_hardware_out(llm, "throughput_tok_s")))
+    runs.append(("LLM-Inference-Bench, leave-one-model-out", llm, "throughput_tok_s",
+                 ev.grouped_k_fold(llm, "throughput_tok_s", "model.hf_id", 22)))
+    if (DATASET / "manifest.json").exists():
+        data = read_export(DATASET)
+        folds = ev.leave_one_task_out(data, "throughput_tok_s")
+        runs.append(("cpu-v1 measured dataset, leave-one-task-out", data, "throughput_tok_s", folds[::3] if quick else folds))
+    print(f"{'held-out evaluation':48s} {'folds':>5s} {'cells':>6s} {'log-RMSE':>8s} {'cov50':>6s} {'cov90':>6s} {'s':>6s}")
+    for name, table, metric, folds in runs:
+        t = time.perf_counter()
+        errs, zs = [], []
+        for fold in folds:
+            train = ev.split(table, fold)
+            if len(train) == 0:
+                continue
+            ms = ev.MetaselScorer(metric, steps=steps).fit(train)
+            test = table.long(metric)
+            keys = set(fold.test_contexts)
+            test = test[[(a, b) in keys for a, b in zip(test.task_id, test.hardware_id)]]
+            if test.empty:
+                continue
+            pred = ms.model.predict(test[["task_id", "method", "hardware_id"]], table=table)
+            y = np.log(test["value"].to_numpy())
+            errs += list(pred.mean - y)
+            zs += list(np.abs(pred.mean - y) / pred.std)
+        errs, zs = np.array(errs), np.array(zs)
+        print(f"{name:48s} {len(folds):5d} {len(errs):6d} {np.sqrt(np.mean(errs ** 2)):8.3f} "
+              f"{np.mean(zs < 0.6745):6.1%} {np.mean(zs < 1.6449):6.1%} {time.perf_counter() - t:6.0f}")
+
+
+def fit_llm_bench() -> None:
+    from metasel.importers import read_llm_inference_bench
+    from metasel.surrogate import Surrogate
+
+    llm = read_llm_inference_bench(LLM_BENCH)
+    t = time.perf_counter()
+    Surrogate("throughput_tok_s").fit(llm, key=0)
+    print(f"fit on the LLM-Inference-Bench main sweep ({len(llm):,} observations, default config): "
+          f"{time.perf_counter() - t:.1f}s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--skip-scaling", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    fit_llm_bench()
+    if not args.skip_scaling:
+        scaling(600 if args.quick else 2000)
+    speed()
+    heldout(args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""``metasel evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from metasel.cli import main
+
+
+@main.command("evaluate")
+@click.option("--data", "data", required=True, help="A store file, a metasel export folder, or a perf CSV (task,method,value[,status]).")
+@click.option("--features", type=click.Path(dir_okay=False), help="Features CSV keyed by task (generic CSV data).")
+@click.option("--folds", "folds_path", type=click.Path(dir_okay=False), help="Official folds: task,fold[,repetition].")
+@click.option("--objective", type=click.Choice(["min", "max"]), default=None, help="Generic CSV: min or max [default: min].")
+@click.option("--metric", default=None, help="Metric [default: throughput_tok_s, or value for generic data].")
+@click.option("--protocol", default="loto", show_default=True,
+              help="loto | loho | group:<spec path or feature>[:K] (grouped K-fold) | folds (with --folds).")
+@click.option("--exclude-flag", "exclude_flags", multiple=True, help="Leave out observations with this flag.")
+@click.option("--hardware", "hardware_ids", multiple=True, help="Only this hardware id (repeatable).")
+@click.option("--baselines", default="all", show_default=True, help="Comma-separated baseline names, or 'all' / 'none'.")
+@click.option("--steps", type=click.IntRange(10), default=1500, show_default=True, help="Surrogate training steps per fold.")
+@click.option("--embed", type=click.Choice(["hash", "minilm", "auto", "none"]), default="hash", show_default=True)
+@click.option("--anytime", "anytime_k", type=click.IntRange(1, 20), default=5, show_default=True)
+@click.option("--max-folds", type=click.IntRange(1), default=None, help="Evaluate only the first N folds (quick looks).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.md/.json and plots.")
+@click.option("--title", default=None, help="Title of the results table.")
+def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclude_flags, hardware_ids, baselines, steps,
+                 embed, anytime_k, max_folds, seed, out_dir, title):
+    """Replay held-out tasks offline: metasel against the algorithm-selection baselines.
+
+    Same folds and seeds for every strategy; each fold fits its encoder, baselines
+    and surrogate on its training part only. Writes results.md, results.json and PNG plots.
+    """
+    from metasel.cli._data import read_source
+    from metasel.errors import InputDataError, require
+    from metasel.meta import baselines as bl
+    from metasel.meta import evaluation as ev
+
+    require("sklearn", feature="metasel evaluate", extra="eval")
+    path = Path(data)
+    if path.is_file() and path.suffix in (".sqlite", ".db"):
+        from metasel.store import Store
+
+        with Store(path, create=False) as s:
+            table = s.load()
+    else:
+        table = read_source(data, "auto", features=features, objective=objective or "min")
+    if hardware_ids:
+        table = table.filter(hardware=hardware_ids)
+    if exclude_flags:
+        table = table.filter(exclude_flags=exclude_flags)
+    metric = metric or ("value" if "value" in table.directions else "throughput_tok_s")
+    if protocol == "loto":
+        folds = ev.leave_one_task_out(table, metric)
+    elif protocol == "loho":
+        folds = ev.leave_one_hardware_out(table, metric)
+    elif protocol.startswith("group:"):
+        parts = protocol.split(":")
+        k = int(parts[2]) if len(parts) > 2 else 5
+        folds = ev.grouped_k_fold(table, metric, parts[1], k, seed=seed)
+    elif protocol == "folds":
+        if not folds_path:
+            raise InputDataError("--protocol folds needs --folds FILE")
+        folds = ev.folds_from_csv(table, metric, folds_path)
+    else:
+        raise InputDataError(f"--protocol: expected loto, loho, group:<key>[:K] or folds, got {protocol!r}")
+    if max_folds:
+        folds = folds[:max_folds]
+    known = {b.name: b for b in bl.all_baselines()}
+    if baselines == "all":
+        chosen = list(known.values())
+    elif baselines == "none":
+        chosen = []
+    else:
+        names = [n.strip() for n in baselines.split(",") if n.strip()]
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise InputDataError(f"--baselines: unknown {bad[0]!r}; known: {sorted(known)}")
+        chosen = [known[n] for n in names]
+    result = ev.evaluate(table, metric, folds, baselines=chosen, steps=steps, embed=embed, anytime_k=anytime_k,
+                         seed=seed, progress=lambda m: click.echo(m, err=True))
+    result.protocol = protocol
+    ev.write_report(result, out_dir, title=title or f"{path.name}, {protocol}, {metric}", anytime_k=anytime_k)
+    click.echo((Path(out_dir) / "results.md").read_text())
+    click.echo(f"wrote {out_dir}/results.md, results.json, anytime.png, per_task_regret.png")

@@ -1,0 +1,43 @@
+"""``metasel fit``."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from metasel.cli import main
+from metasel.cli._data import open_store
+
+
+@main.command("fit")
+@click.option("--metric", default="throughput_tok_s", show_default=True, help="Metric to model (its log is the target).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
+@click.option("--hardware", "hardware_ids", multiple=True, help="Only this hardware id (repeatable).")
+@click.option("--exclude-flag", "exclude_flags", multiple=True,
+              help="Leave out observations with this flag, e.g. batch_semantics=prompt_batch.")
+@click.option("--steps", type=click.IntRange(1), default=2000, show_default=True, help="Optimiser steps.")
+@click.option("--embed", type=click.Choice(["auto", "minilm", "hash", "none"]), default="auto", show_default=True,
+              help="Text embeddings of the descriptions.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, seed):
+    """Fit the Bayesian surrogate on the store and write a model file."""
+    from dataclasses import replace
+
+    from metasel.errors import require
+
+    require("jax", feature="metasel fit", extra="surrogate")
+    from metasel.surrogate import Surrogate, TrainConfig
+
+    with open_store(ctx, create=False) as store:
+        table = store.load(hardware=hardware_ids or None)
+    if exclude_flags:
+        table = table.filter(exclude_flags=exclude_flags)
+    t0 = time.perf_counter()
+    model = Surrogate(metric, config=replace(TrainConfig(), steps=steps), embed=embed).fit(table, key=seed)
+    model.save(out_path)
+    info = model.info()
+    click.echo(f"fitted {metric} ({info['direction']}) on {info['num_cells']:,} cells of {info['num_contexts']:,} "
+               f"(task, hardware) pairs x {info['num_methods']} methods in {time.perf_counter() - t0:.1f}s; "
+               f"noise std {info['noise_std_log']:.3f} (log), embeddings: {info['embedder']}; wrote {out_path}")

@@ -1,0 +1,1 @@
+"""Meta-learning parts: features, acquisition functions, selection, baselines, evaluation."""

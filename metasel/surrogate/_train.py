@@ -1,0 +1,149 @@
+"""Training: Flax nnx towers inside a NumPyro model, MAP by SVI with an optax optimiser.
+
+The model, in standardised log-metric units, for context c = (task, hardware) and method m::
+
+    y[c, m] = a(x_c) + c(x_m) + f(x_c) . g(x_m) + w_c . psi_m + eps
+    psi_m   = [1, phi(x_m)],   w_c ~ N(0, diag(s_bias^2, 1, ..., 1)),   eps ~ N(0, noise^2)
+
+a, f come from the context tower, c, g, phi from the method tower plus a free embedding
+per training method (prior N(0, emb_scale^2)). The per-context latent w_c is integrated
+out exactly: each context's observed values are jointly Gaussian, and the likelihood is
+their multivariate normal density. noise and s_bias get log-normal priors; towers get a
+Gaussian weight prior. AutoDelta makes SVI find the posterior mode of all of these.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden: int = 32
+    k: int = 3  # width of the f . g interaction
+    rank: int = 3  # loadings phi (per-context latent dimension is rank + 1)
+    steps: int = 1500
+    lr: float = 1e-2
+    weight_prior: float = 0.3  # std of the Gaussian prior on tower weights
+    emb_scale: float = 0.5
+    noise_prior: float = 0.1
+    bias_prior: float = 0.5
+
+
+def _towers(dc: int, dm: int, cfg: TrainConfig, key):
+    from flax import nnx
+
+    class Tower(nnx.Module):
+        def __init__(self, din: int, hidden: int, dout: int, *, rngs: nnx.Rngs):
+            self.l0 = nnx.Linear(din, hidden, rngs=rngs)
+            self.l1 = nnx.Linear(hidden, hidden, rngs=rngs)
+            self.out = nnx.Linear(hidden, dout, rngs=rngs,
+                                  kernel_init=nnx.initializers.normal(0.01))
+
+        def __call__(self, x):
+            import jax
+
+            h = jax.nn.silu(self.l0(x))
+            h = jax.nn.silu(self.l1(h))
+            return self.out(h)
+
+    import jax
+
+    k1, k2 = jax.random.split(key)
+    ctx = Tower(max(dc, 1), cfg.hidden, 1 + cfg.k, rngs=nnx.Rngs(params=k1))
+    mth = Tower(max(dm, 1), cfg.hidden // 2, 1 + cfg.k + cfg.rank, rngs=nnx.Rngs(params=k2))
+    return ctx, mth
+
+
+def _mean_and_loadings(hc, hm, cfg: TrainConfig):
+    import jax.numpy as jnp
+
+    a, f = hc[:, 0], hc[:, 1:1 + cfg.k]
+    c, g, phi = hm[:, 0], hm[:, 1:1 + cfg.k], hm[:, 1 + cfg.k:]
+    mu = a[:, None] + c[None, :] + f @ g.T
+    psi = jnp.concatenate([jnp.ones((hm.shape[0], 1)), phi], axis=1)
+    return mu, psi
+
+
+def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, *, key, cfg: TrainConfig):
+    """Fit on contexts ``xc`` (C, dc), methods ``xm`` (M, dm), values ``y`` (C, M) with ``mask``.
+
+    Returns numpy parameters: tower layers, method embeddings, noise and bias scales, and
+    the final loss trace.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    import optax
+    from flax import nnx
+    from numpyro.contrib.module import nnx_module
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoDelta
+    from numpyro.infer.initialization import init_to_value
+
+    key_init, key_svi = jax.random.split(key)
+    ctx_mod, mth_mod = _towers(xc.shape[1], xm.shape[1], cfg, key_init)
+    C, M = y.shape
+    xc_j = jnp.asarray(xc if xc.shape[1] else np.zeros((C, 1), np.float32))
+    xm_j = jnp.asarray(xm if xm.shape[1] else np.zeros((M, 1), np.float32))
+    y_j, mask_j = jnp.asarray(y, jnp.float32), jnp.asarray(mask, jnp.float32)
+    n_obs = mask_j.sum(axis=1)
+    eye = jnp.eye(M)
+    width = 1 + cfg.k + cfg.rank
+
+    def l2(params):
+        return sum(jnp.sum(p ** 2) for p in jax.tree_util.tree_leaves(params))
+
+    def model():
+        ctx = nnx_module("ctx", ctx_mod)
+        mth = nnx_module("mth", mth_mod)
+        numpyro.factor("ctx_prior", -0.5 * l2(ctx.args[0]) / cfg.weight_prior ** 2)
+        numpyro.factor("mth_prior", -0.5 * l2(mth.args[0]) / cfg.weight_prior ** 2)
+        emb = numpyro.sample("emb", dist.Normal(0.0, cfg.emb_scale).expand([M, width]).to_event(2))
+        noise = numpyro.sample("noise", dist.LogNormal(math.log(cfg.noise_prior), 1.0))
+        s_bias = numpyro.sample("s_bias", dist.LogNormal(math.log(cfg.bias_prior), 1.0))
+        mu, psi = _mean_and_loadings(ctx(xc_j), mth(xm_j) + emb, cfg)
+        scale = jnp.concatenate([s_bias[None], jnp.ones(cfg.rank)])
+        k_mat = (psi * scale ** 2) @ psi.T + noise ** 2 * eye
+        m2 = mask_j[:, :, None] * mask_j[:, None, :]
+        cov = m2 * k_mat[None] + (1.0 - mask_j)[:, :, None] * eye[None]
+        resid = (y_j - mu) * mask_j
+        chol = jnp.linalg.cholesky(cov)
+        z = jax.scipy.linalg.solve_triangular(chol, resid[..., None], lower=True)[..., 0]
+        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)
+        loglik = -0.5 * (jnp.sum(z ** 2, axis=1) + logdet + n_obs * math.log(2 * math.pi))
+        numpyro.factor("lik", jnp.sum(loglik))
+
+    # Start the method embeddings off zero: at zero the latent loadings have no gradient
+    # (the covariance is quadratic in them), so a symmetric start would never leave it.
+    key_emb, key_svi = jax.random.split(key_svi)
+    init = {"emb": 0.1 * jax.random.normal(key_emb, (M, width)), "noise": jnp.asarray(0.3), "s_bias": jnp.asarray(0.5)}
+    guide = AutoDelta(model, init_loc_fn=init_to_value(values=init))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, min(100, cfg.steps // 10 + 1), cfg.steps, cfg.lr * 0.05)
+    optim = numpyro.optim.optax_to_numpyro(optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
+    svi = SVI(model, guide, optim, Trace_ELBO())
+    result = svi.run(key_svi, cfg.steps, progress_bar=False)
+    params = result.params
+    losses = np.asarray(result.losses)
+    if not np.all(np.isfinite(losses[-10:])):
+        from metasel.errors import MetaselError
+
+        raise MetaselError("training diverged (non-finite loss); try fewer steps or a smaller learning rate")
+
+    def layers(prefix, mod):
+        pure = params[f"{prefix}$params"]
+        out = []
+        for name in ("l0", "l1", "out"):
+            out.append((np.asarray(pure[name]["kernel"], np.float64), np.asarray(pure[name]["bias"], np.float64)))
+        return out
+
+    return {
+        "ctx_layers": layers("ctx", ctx_mod), "mth_layers": layers("mth", mth_mod),
+        "emb": np.asarray(params["emb_auto_loc"], np.float64),
+        "noise": float(params["noise_auto_loc"]), "s_bias": float(params["s_bias_auto_loc"]),
+        "losses": losses, "nnx_version": getattr(nnx, "__name__", "flax.nnx"),
+    }
