@@ -24,7 +24,10 @@ demo: setup
 	mkdir -p out
 	rm -f $(STORE) $(STORE)-wal $(STORE)-shm
 	$(BIN)/metasel --store $(STORE) import datasets/cpu-v1
-	$(BIN)/metasel --store $(STORE) show --top 10
+	$(BIN)/metasel --store $(STORE) import datasets/gpu-v1
+	$(BIN)/metasel --store $(STORE) show --top 5
+	$(BIN)/metasel --store $(STORE) fit --metric throughput_tok_s --out out/demo-throughput.metasel
+	$(BIN)/metasel --store $(STORE) suggest --task examples/llama_chat.yaml --model out/demo-throughput.metasel --plot out/suggest.png
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -132,7 +132,7 @@ class _TokenClock:
 class _PeakRSS:
     """Samples this process's resident memory in a thread; ``peak`` is the largest seen."""
 
-    def __init__(self, interval: float = 0.005):
+    def __init__(self, interval: float = 0.02):
         import psutil
 
         self._proc = psutil.Process()
@@ -312,7 +312,10 @@ MAX_INNER = 20
 
 
 def _mean_runs(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+    """Average several serves; rates by their harmonic mean, so tokens / mean latency stays exact."""
+    rates = ("throughput_tok_s", "total_tok_s")
+    return {k: float(len(runs) / np.sum([1.0 / r[k] for r in runs]) if k in rates else np.mean([r[k] for r in runs]))
+            for k in runs[0]}
 
 
 def measure(task: dict, method_name: str, *, repeats: int, seed: int, device: str = "cpu") -> dict[str, Any]:

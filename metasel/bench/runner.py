@@ -81,14 +81,18 @@ class Progress:
 
     def __init__(self, total: int, enabled: bool = True, stream=None):
         self.total, self.enabled, self.stream = total, enabled, stream or sys.stderr
-        self.start, self.count = time.monotonic(), 0
+        self.start, self.count, self.measured = time.monotonic(), 0, 0
+
+    def skip(self) -> None:
+        self.count += 1
 
     def update(self, cell: Cell, hardware_name: str, result: dict) -> None:
         self.count += 1
+        self.measured += 1
         if not self.enabled:
             return
         elapsed = time.monotonic() - self.start
-        eta = elapsed / self.count * (self.total - self.count)
+        eta = elapsed / self.measured * (self.total - self.count)  # skipped cells cost nothing
         thr = result.get("throughput_tok_s")
         what = f"{thr:,.1f} tok/s" if result["status"] == "ok" and thr is not None else result.get("message", "")[:70]
         print(f"[{self.count}/{self.total} {self.count / max(1, self.total):4.0%} eta {_fmt_time(eta)}] "
@@ -250,6 +254,8 @@ def connect_ray(address: str):
                               "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}}
     try:
         if address == "local":
+            # a private one-node cluster on loopback: no token auth needed, nothing else can reach it
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             ray.init(_node_ip_address="127.0.0.1", **kwargs)
         else:
             ray.init(address=address, **kwargs)
@@ -356,7 +362,7 @@ def collect(tasks: Iterable, store, *, methods=None, repeats: int = 3, threads: 
 
     def on_skip(cell, hardware):
         summary.skipped += 1
-        bar.count += 1
+        bar.skip()
 
     try:
         for th in threads:

@@ -139,7 +139,10 @@ def show_cmd(ctx, metric, hardware_ids, top, as_json):
     click.echo("")
     click.echo(table(["method", "observations"], [(m, f"{n:,}") for m, n in per_method.items()], align="lr"))
     click.echo("")
-    click.echo(table(["hardware", "observations"], [(h, f"{n:,}") for h, n in per_hw.items()], align="lr"))
+    hw_names = dict(zip(tbl.hardware["hardware_id"], tbl.hardware["name"]))
+    click.echo(table(["hardware", "name", "observations"],
+                     [(h, hw_names.get(h, h) if hw_names.get(h, h) != h else "", f"{n:,}") for h, n in per_hw.items()],
+                     align="llr"))
     click.echo("")
     direction = tbl.direction(metric)
     click.echo(f"best method per (task, hardware) by {metric} ({direction}), over {len(best):,} pairs with >= 2 ok methods:")

@@ -220,7 +220,7 @@ class PairwiseClassification(Baseline):
                 if y.min() == y.max():
                     self.pairs[(a, b)] = float(y[0])
                 else:
-                    clf = RandomForestClassifier(n_estimators=50, min_samples_leaf=2, random_state=seed, n_jobs=1)
+                    clf = RandomForestClassifier(n_estimators=30, min_samples_leaf=2, random_state=seed, n_jobs=1)
                     self.pairs[(a, b)] = clf.fit(train.x[ok], y, sample_weight=w)
         return self
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,20 +38,19 @@ def _contexts(table, metric) -> list[tuple[str, str]]:
     return list(dict.fromkeys(zip(keep["task_id"], keep["hardware_id"])))
 
 
+def _by(table, metric, position: int) -> dict[str, list[tuple[str, str]]]:
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for ctx in _contexts(table, metric):
+        groups.setdefault(ctx[position], []).append(ctx)
+    return groups
+
+
 def leave_one_task_out(table, metric) -> list[Fold]:
-    ctx = _contexts(table, metric)
-    by_task: dict[str, list] = {}
-    for t, h in ctx:
-        by_task.setdefault(t, []).append((t, h))
-    return [Fold(f"task={t}", tuple(c), exclude_tasks=(t,)) for t, c in by_task.items()]
+    return [Fold(f"task={t}", tuple(c), exclude_tasks=(t,)) for t, c in _by(table, metric, 0).items()]
 
 
 def leave_one_hardware_out(table, metric) -> list[Fold]:
-    ctx = _contexts(table, metric)
-    by_hw: dict[str, list] = {}
-    for t, h in ctx:
-        by_hw.setdefault(h, []).append((t, h))
-    return [Fold(f"hardware={h}", tuple(c), exclude_hardware=(h,)) for h, c in by_hw.items()]
+    return [Fold(f"hardware={h}", tuple(c), exclude_hardware=(h,)) for h, c in _by(table, metric, 1).items()]
 
 
 def group_key(table, column: str) -> dict[str, str]:
@@ -112,7 +112,7 @@ def split(table, fold: Fold):
     obs = table.observations
     drop = obs["task_id"].isin(set(fold.exclude_tasks)) | obs["hardware_id"].isin(set(fold.exclude_hardware))
     test_set = set(fold.test_contexts)
-    drop |= [c in test_set for c in zip(obs["task_id"], obs["hardware_id"])]
+    drop |= np.array([c in test_set for c in zip(obs["task_id"], obs["hardware_id"])], dtype=bool)
     return table.with_observations(obs[~drop].reset_index(drop=True))
 
 
@@ -206,8 +206,14 @@ class EvalResult:
 
 def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline] | None = None, steps: int = 1500,
              embed: str = "hash", embed_dims: int = 4, anytime_k: int = 5, seed: int = 0,
-             progress: Callable[[str], None] | None = None, active: bool = True) -> EvalResult:
-    """Run every strategy on every fold with the same seeds; returns per-context results."""
+             progress: Callable[[str], None] | None = None, active: bool = True, jobs: int = 1) -> EvalResult:
+    """Run every strategy on every fold with the same seeds; returns per-context results.
+
+    ``jobs > 1`` spreads the folds over that many processes; results do not depend on it.
+    """
+    if jobs > 1 and len(folds) > 1:
+        return _evaluate_parallel(table, metric, folds, jobs=jobs, baselines=baselines, steps=steps, embed=embed,
+                                  embed_dims=embed_dims, anytime_k=anytime_k, seed=seed, progress=progress, active=active)
     from metasel.meta.features import FeatureEncoder
     from metasel.meta.replay import ReplayBackend
     from metasel.meta.selector import Selector, StopRule
@@ -268,7 +274,7 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
             # anytime: benchmark in each strategy's order (metasel: the active loop)
             orders = {name: [int(j) for j in cand[np.argsort(-sc[i, cand], kind="stable")]] for name, sc in strategies.items()
                       if name not in ("random", "metasel")}
-            rng = np.random.default_rng(seed + n * 1000 + i)
+            rng = np.random.default_rng([seed, zlib.crc32(fold.name.encode()), i])  # same order however folds are split
             orders["random"] = [int(j) for j in rng.permutation(cand)]
             knn = KNearest(k=1).fit(p_train).scores(p_test)[i]
             orders["elect"] = [int(j) for j in cand[np.argsort(-knn[cand], kind="stable")]]
@@ -295,6 +301,39 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
             progress(f"[{n}/{len(folds)}] {fold.name}: {len(fold.test_contexts)} context(s), {time.monotonic() - t0:.0f}s")
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _evaluate_chunk(args):
+    table, metric, folds, kwargs = args
+    return evaluate(table, metric, folds, **kwargs)
+
+
+def _evaluate_parallel(table, metric, folds, *, jobs, progress, **kwargs) -> EvalResult:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    t0 = time.monotonic()
+    chunks = [folds[i::jobs] for i in range(jobs)]
+    parts: dict[int, EvalResult] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_evaluate_chunk, (table, metric, chunk, kwargs)): k for k, chunk in enumerate(chunks) if chunk}
+        for fut in as_completed(futures):
+            parts[futures[fut]] = fut.result()
+            if progress:
+                progress(f"worker {futures[fut] + 1}/{jobs} done: {len(chunks[futures[fut]])} folds, {time.monotonic() - t0:.0f}s")
+    order = {f.name: i for i, f in enumerate(folds)}
+    merged = EvalResult("", metric, table.direction(metric))
+    for k in sorted(parts):
+        r = parts[k]
+        merged.rows += r.rows
+        merged.coverage += r.coverage
+        for name, curves in r.anytime.items():
+            merged.anytime.setdefault(name, []).extend(curves)
+        for name, hits in r.to_oracle.items():
+            merged.to_oracle.setdefault(name, []).extend(hits)
+    merged.rows.sort(key=lambda r: order[r["fold"]])
+    merged.seconds = time.monotonic() - t0
+    return merged
 
 
 def _rel_regret(true, pick, problem, i, direction) -> float:
