@@ -17,7 +17,7 @@ from metasel.cli._data import open_store
 @click.option("--exclude-flag", "exclude_flags", multiple=True,
               help="Leave out observations with this flag, e.g. batch_semantics=prompt_batch.")
 @click.option("--steps", type=click.IntRange(1), default=2000, show_default=True, help="Optimiser steps.")
-@click.option("--embed", type=click.Choice(["auto", "minilm", "hash", "none"]), default="auto", show_default=True,
+@click.option("--embed", type=click.Choice(["auto", "minilm", "hash", "none"]), default="hash", show_default=True,
               help="Text embeddings of the descriptions.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
