@@ -340,12 +340,14 @@ class PerfTable:
             for k, v in t.directions.items():
                 if directions.setdefault(k, v) != v:
                     raise InputDataError(f"concat: metric {k!r} is {directions[k]!r} in one table and {v!r} in another")
-        cat = lambda frames, key: pd.concat(frames, ignore_index=True).drop_duplicates()  # noqa: E731
+        def cat(frames):
+            return pd.concat(frames, ignore_index=True).drop_duplicates()
+
         return PerfTable(
-            cat([t.observations for t in tables], "obs_id"),
-            _drop_placeholder(cat([t.tasks for t in tables], "task_id"), "task_id", "spec"),
-            _drop_placeholder(cat([t.methods for t in tables], "method"), "method", "techniques"),
-            _drop_placeholder(cat([t.hardware for t in tables], "hardware_id"), "hardware_id", "specs"),
+            cat([t.observations for t in tables]),
+            _drop_placeholder(cat([t.tasks for t in tables]), "task_id", "spec"),
+            _drop_placeholder(cat([t.methods for t in tables]), "method", "techniques"),
+            _drop_placeholder(cat([t.hardware for t in tables]), "hardware_id", "specs"),
             directions=directions, source=tables[0]._source,
         )
 

@@ -223,18 +223,20 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
     result = EvalResult("", metric, direction)
     replay = ReplayBackend(table, metric)
     t0 = time.monotonic()
+    from metasel.surrogate.model import _descriptor_map
+
+    tasks = _descriptor_map(table.tasks, "task_id")
+    hws = _descriptor_map(table.hardware, "hardware_id")
+    mdesc = _descriptor_map(table.methods, "method")
+    full_long = table.long(metric)
     for n, fold in enumerate(folds, 1):
         if not fold.test_contexts:
             continue
         train = split(table, fold)
         train_ctx = _contexts(train, metric)
-        long = train.long(metric)
-        methods = sorted(set(long["method"]) | set(table.long(metric)[lambda d: d["task_id"].isin({t for t, _ in fold.test_contexts})]["method"]))
-        mdesc = {m: r for m, r in zip(table.methods["method"], table.methods.to_dict("records"))}
-        from metasel.surrogate.model import _descriptor_map
-
-        tasks = _descriptor_map(table.tasks, "task_id")
-        hws = _descriptor_map(table.hardware, "hardware_id")
+        test_tasks = {t for t, _ in fold.test_contexts}
+        methods = sorted(set(train.long(metric)["method"])
+                         | set(full_long.loc[full_long["task_id"].isin(test_tasks), "method"]))
         enc = FeatureEncoder(embed_kind=embed if embed != "none" else "hash", embed_dims=0 if embed == "none" else embed_dims)
         enc.fit([(tasks[t], hws[h]) for t, h in train_ctx], [mdesc[m] for m in methods])
         p_train = make_problem(train, metric, train_ctx, methods, enc)
