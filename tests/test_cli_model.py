@@ -23,7 +23,7 @@ def test_fit_and_suggest_on_llm_bench(tmp_path, llm_bench_path):
     run = CliRunner().invoke
     assert run(main, ["--store", str(store), "import", str(llm_bench_path)]).exit_code == 0
     model = tmp_path / "m.metasel"
-    r = run(main, ["--store", str(store), "fit", "--out", str(model), "--steps", "200", "--embed", "hash",
+    r = run(main, ["--store", str(store), "fit", "--out", str(model), "--steps", "200", "--members", "1", "--embed", "hash",
                    "--exclude-flag", "batch_semantics=prompt_batch"])
     assert r.exit_code == 0, (r.output, r.exception)
     assert Surrogate.load(model).metric == "throughput_tok_s"

@@ -70,7 +70,7 @@ def test_folds_keep_test_out_of_training():
 def test_evaluate_end_to_end_small():
     table, _ = low_rank_table(num_tasks=14, num_methods=5, num_hardware=1, density=0.9, seed=2)
     folds = ev.leave_one_task_out(table, "value")[:4]
-    res = ev.evaluate(table, "value", folds, baselines=[SingleBest()], steps=60, anytime_k=3)
+    res = ev.evaluate(table, "value", folds, baselines=[SingleBest()], steps=60, members=1, anytime_k=3)
     s = ev.summarise(res)
     assert {"metasel", "single_best", "random", "elect"} <= set(s)
     assert 0 <= s["metasel"]["top1"] <= 1 and math.isfinite(s["metasel"]["regret"])
@@ -96,7 +96,7 @@ def test_evaluate_cli_on_generic_csv_with_folds(tmp_path):
     out = tmp_path / "res"
     r = CliRunner().invoke(main, ["evaluate", "--data", str(perf), "--features", str(feats), "--objective", "max",
                                   "--protocol", "folds", "--folds", str(folds), "--baselines", "single_best,knn",
-                                  "--steps", "60", "--out", str(out)])
+                                  "--steps", "60", "--members", "1", "--out", str(out)])
     assert r.exit_code == 0, (r.output, r.exception)
     for name in ("results.md", "results.json", "anytime.png", "per_task_regret.png"):
         assert (out / name).exists() and (out / name).stat().st_size > 0

@@ -9,7 +9,7 @@ from metasel.surrogate import Surrogate, TrainConfig
 from metasel.surrogate.synthetic import low_rank_table
 from tests.conformance import check_predictor
 
-FAST = TrainConfig(hidden=32, k=3, rank=3, steps=600, lr=1e-2)
+FAST = TrainConfig(hidden=32, k=3, rank=3, steps=600, lr=1e-2, members=1)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_unknown_descriptor_and_unfitted_errors(synthetic):
     table, _ = synthetic
     with pytest.raises(NotFittedError):
         Surrogate("value").predict([("task0000", "m00", "hw0")])
-    model = Surrogate("value", config=TrainConfig(steps=20), embed="none").fit(table, key=0)
+    model = Surrogate("value", config=TrainConfig(steps=20, members=1), embed="none").fit(table, key=0)
     with pytest.raises(InputDataError, match="no descriptor for task 'nope'"):
         model.predict([("nope", "m00", "hw0")])
     with pytest.raises(InputDataError, match="metric"):
@@ -84,7 +84,7 @@ def test_unknown_descriptor_and_unfitted_errors(synthetic):
 
 def test_save_load_identical_in_fresh_process(tmp_path, synthetic):
     table, _ = synthetic
-    model = Surrogate("value", config=TrainConfig(steps=50), embed="hash").fit(table, key=3)
+    model = Surrogate("value", config=TrainConfig(steps=50, members=1), embed="hash").fit(table, key=3)
     path = model.save(tmp_path / "m.metasel")
     cells = [("task0001", "m02", "hw1"), ("task0005", "m07", "hw0")]
     pred = model.predict(cells)
@@ -102,7 +102,7 @@ def test_bad_model_files(tmp_path, synthetic, content):
     table, _ = synthetic
     path = tmp_path / "m.metasel"
     if content == "newer" or content is None:
-        Surrogate("value", config=TrainConfig(steps=5), embed="none").fit(table, key=0).save(path)
+        Surrogate("value", config=TrainConfig(steps=5, members=1), embed="none").fit(table, key=0).save(path)
         data = path.read_bytes()
         if content is None:
             path.write_bytes(data[: len(data) // 2])
@@ -121,3 +121,153 @@ def test_bad_model_files(tmp_path, synthetic, content):
         path.write_bytes(content)
     with pytest.raises(InputDataError, match="newer" if content == "newer" else "not a metasel model|truncated|corrupt"):
         Surrogate.load(path)
+
+
+def test_pair_terms_match_hand_computation():
+    from metasel.meta.features import PAIR_TERMS, context_quantities, method_quantities, pair_terms
+
+    llama = {"arch": "llama", "layers": 2, "hidden": 64, "heads": 4, "kv_heads": 4, "intermediate": 128, "vocab": 1000,
+             "dtype": "float32"}
+    gpt2 = {**llama, "arch": "gpt2"}
+    work = {"batch_size": 4, "num_requests": 8, "prompt_len": 32, "output_len": 16, "shared_prefix": 0.5}
+    cpu = {"device": "cpu", "threads": 1, "peak_tflops": 0.1, "memory_gb": 8, "avx512_bf16": True}
+    gpu = {"device": "cuda", "peak_tflops": 100, "mem_bw_gbs": 1000, "memory_gb": 80}
+    ctx = np.stack([context_quantities({"model": llama, "workload": work}, cpu),
+                    context_quantities({"model": gpt2, "workload": work}, cpu),
+                    context_quantities({"model": llama, "workload": {**work, "batch_size": 1}}, gpu)])
+    mth = np.stack([method_quantities({"static_batching": 1, "weight_bits": 32}),
+                    method_quantities({"int8_dynamic": 1, "weight_bits": 8}),
+                    method_quantities({"bf16": 1, "weight_bits": 16, "prefix_cache": 1}),
+                    method_quantities({"prompt_lookup": 1, "weight_bits": 32, "static_cache": 1})])
+    z = pair_terms(ctx, mth)
+    col = {name: i for i, name in enumerate(PAIR_TERMS)}
+    assert z.shape == (3, 4, len(PAIR_TERMS))
+    assert z[0, 0, col["x.batching_log_batch"]] == pytest.approx(np.log(4))
+    assert z[0, 0, col["x.batching_log_batch_accel"]] == 0.0  # a CPU
+    assert z[2, 0, col["x.batching_log_batch"]] == 0.0  # batch size 1: nothing to batch
+    assert z[0, 1, col["x.weight_bytes_saved"]] == pytest.approx(np.log(4))  # int8 of fp32 Linear weights
+    assert z[0, 2, col["x.weight_bytes_saved"]] == pytest.approx(np.log(2))  # bf16
+    # GPT-2 blocks are Conv1D: int8 dynamic quantises only the LM head
+    params = 2 * (64 * 16 * (2 * 4 + 2 * 4) + 2 * 64 * 128 + 2 * 64) + 1000 * 64
+    share = 1000 * 64 / params
+    assert z[1, 1, col["x.weight_bytes_saved"]] == pytest.approx(-np.log(1 - share + share / 4), rel=1e-5)
+    assert z[1, 2, col["x.weight_bytes_saved"]] == pytest.approx(np.log(2))  # bf16 casts every weight
+    assert z[0, 2, col["x.prefix_reuse"]] == pytest.approx(0.5 * 7 / 8)
+    assert z[0, 3, col["x.speculative_log_output"]] == pytest.approx(np.log(16))
+    assert z[0, 3, col["x.speculative_batched"]] == 1.0 and z[2, 3, col["x.speculative_batched"]] == 0.0
+    assert z[2, 3, col["x.static_cache_accel"]] == 1.0 and z[0, 3, col["x.static_cache_accel"]] == 0.0
+    assert not z[:, :, col["x.bf16_not_native"]].any()  # both have bf16 support
+    assert context_quantities({}, cpu).tolist() == [0.0] * 9  # a generic task: no effect
+
+
+def test_ensemble_predicts_the_mixture_of_its_members(synthetic, tmp_path):
+    from dataclasses import replace
+
+    table, _ = synthetic
+    train, test = _split(table, seed=2)
+    model = Surrogate("value", config=replace(FAST, steps=200, members=3), embed="none").fit(train, key=0, calibrate=False)
+    assert len(model._state.members) == 3 and model.info()["members"] == 3
+    cells = test[["task_id", "method", "hardware_id"]]
+    pred = model.predict(cells)
+    singles = [Surrogate("value", config=model.config, embed="none", _state=replace(model._state, members=[m])).predict(cells)
+               for m in model._state.members]
+    means = np.stack([p.mean for p in singles])
+    assert np.ptp(means, axis=0).max() > 1e-4  # the members differ (different keys)
+    np.testing.assert_allclose(pred.mean, means.mean(axis=0), rtol=1e-10)
+    var = np.mean([p.std ** 2 for p in singles], axis=0) + means.var(axis=0)
+    np.testing.assert_allclose(pred.std, np.sqrt(var), rtol=1e-10)
+    path = model.save(tmp_path / "ens.metasel")
+    again = Surrogate.load(path).predict(cells)
+    np.testing.assert_array_equal(again.mean, pred.mean)
+    np.testing.assert_array_equal(again.std, pred.std)
+
+
+def test_per_context_noise_is_larger_where_measurements_are_noisier():
+    table, _ = low_rank_table(num_tasks=60, num_methods=6, num_hardware=2, rank=1, noise=0.02, density=0.9, seed=4)
+    obs = table.observations.copy()
+    noisy = obs["hardware_id"] == "hw1"
+    rng = np.random.default_rng(0)
+    obs.loc[noisy, "value"] = obs.loc[noisy, "value"] * np.exp(rng.normal(scale=0.4, size=int(noisy.sum())))
+    from dataclasses import replace
+
+    model = Surrogate("value", config=replace(FAST, hetero_noise=True), embed="none").fit(
+        table.with_observations(obs), key=0, calibrate=False)
+    # the predictive std of a fresh context on each hardware holds its noise: compare like with like
+    fresh = model.forget(list(table.tasks["task_id"]))
+    cells = [(t, "m00", h) for t in table.tasks["task_id"][:20] for h in ("hw0", "hw1")]
+    std = fresh.predict(cells).std.reshape(20, 2)
+    assert np.median(std[:, 1]) > 1.5 * np.median(std[:, 0]), std
+
+
+def test_older_model_format_is_refused_with_a_clear_message(tmp_path, synthetic):
+    import io
+    import json
+
+    table, _ = synthetic
+    path = Surrogate("value", config=TrainConfig(steps=5, members=1), embed="none").fit(table, key=0, calibrate=False) \
+        .save(tmp_path / "m.metasel")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta.json"].tobytes().decode())
+    meta["format_version"] = 1
+    arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    old = tmp_path / "old.metasel"
+    old.write_bytes(buf.getvalue())
+    with pytest.raises(InputDataError, match="older metasel; fit it again"):
+        Surrogate.load(old)
+
+
+def test_calibration_leaves_out_what_it_is_told():
+    from dataclasses import replace
+
+    table, _ = low_rank_table(num_tasks=30, num_methods=5, num_hardware=5, rank=1, noise=0.05, density=0.8, seed=5)
+    cfg = replace(FAST, steps=150)
+    by_hw = Surrogate("value", config=cfg, embed="none").fit(table, key=0, calibrate_by="hardware")
+    info = by_hw.info()
+    assert info["calibrate_by"] == "hardware"
+    assert min(info["calib_zero"], info["calib_cond"], info["calib_seen"]) >= 1.0
+    # five hardware, a fifth held out: all of one machine's rows, and nothing else
+    from metasel.surrogate.model import _held_out_rows
+
+    long = table.long("value")
+    rows = _held_out_rows(table, long, "hardware", np.random.default_rng(0))
+    held_hw = set(long.loc[rows, "hardware_id"])
+    assert len(held_hw) == 1 and rows.sum() == int((long["hardware_id"] == next(iter(held_hw))).sum())
+    rows = _held_out_rows(table, long, "task", np.random.default_rng(0))
+    assert long.loc[rows, "task_id"].nunique() == 6 and long.loc[rows, "hardware_id"].nunique() == 5
+    with pytest.raises(InputDataError, match="calibrate_by.*no task has"):
+        Surrogate("value", config=cfg, embed="none").fit(table, key=0, calibrate_by="model.nonexistent")
+
+
+def test_failure_model_learns_where_a_method_fails(tmp_path):
+    table, _ = low_rank_table(num_tasks=40, num_methods=4, num_hardware=2, rank=1, noise=0.05, density=1.0, seed=6)
+    obs = table.observations.copy()
+    bad = (obs["method"] == "m00") & (obs["hardware_id"] == "hw1")
+    obs.loc[bad, "status"] = "unsupported"
+    obs.loc[bad, "value"] = np.nan
+    table = table.with_observations(obs)
+    new = "task0039"
+    train = table.filter(tasks=[t for t in table.tasks["task_id"] if t != new])
+    model = Surrogate("value", config=replace_fast(steps=100), embed="none").fit(train, key=0, calibrate=False)
+    cells = [(new, m, h) for h in ("hw0", "hw1") for m in ("m00", "m01")]
+    p = model.p_fail(cells, table=table)
+    assert p[2] > 0.8 and max(p[0], p[1], p[3]) < 0.2, p  # m00 on hw1 fails; the rest run
+    again = Surrogate.load(model.save(tmp_path / "f.metasel")).p_fail(cells, table=table)
+    np.testing.assert_allclose(again, p)
+    # a recorded failure of the very cell is certain; a fresh selector never recommends it blind
+    from metasel.meta.selector import Selector
+
+    told = model.condition(table.filter(tasks=[new], hardware=["hw1"]))
+    assert told.p_fail([(new, "m00", "hw1")])[0] == 1.0
+    fresh = model.condition(table.filter(tasks=[new], hardware=["hw1"]).with_observations(obs.iloc[0:0]))
+    sel = Selector(fresh, new, "hw1", candidates=["m00", "m01", "m02", "m03"], key=0)
+    assert sel.best().method != "m00"
+    assert sel.ask().method != "m00"
+
+
+def replace_fast(**kw):
+    from dataclasses import replace
+
+    return replace(FAST, **kw)

@@ -22,6 +22,8 @@ from metasel.cli import main
 @click.option("--baselines", default="all", show_default=True, help="Comma-separated baseline names, or 'all' / 'none'.")
 @click.option("--steps", type=click.IntRange(10), default=1500, show_default=True, help="Surrogate training steps per fold.")
 @click.option("--embed", type=click.Choice(["hash", "minilm", "auto", "none"]), default="hash", show_default=True)
+@click.option("--members", type=click.IntRange(0), default=0, show_default=True,
+              help="Fits in the ensemble; 0 = 3 up to 3,000 observations, else 1.")
 @click.option("--anytime", "anytime_k", type=click.IntRange(1, 20), default=5, show_default=True)
 @click.option("--max-folds", type=click.IntRange(1), default=None, help="Evaluate only the first N folds (quick looks).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -29,7 +31,7 @@ from metasel.cli import main
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.md/.json and plots.")
 @click.option("--title", default=None, help="Title of the results table.")
 def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclude_flags, hardware_ids, baselines, steps,
-                 embed, anytime_k, max_folds, seed, jobs, out_dir, title):
+                 embed, members, anytime_k, max_folds, seed, jobs, out_dir, title):
     """Replay held-out tasks offline: metasel against the algorithm-selection baselines.
 
     Same folds and seeds for every strategy; each fold fits its encoder, baselines
@@ -54,14 +56,17 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     if exclude_flags:
         table = table.filter(exclude_flags=exclude_flags)
     metric = metric or ("value" if "value" in table.directions else "throughput_tok_s")
+    calibrate_by = "task"
     if protocol == "loto":
         folds = ev.leave_one_task_out(table, metric)
     elif protocol == "loho":
         folds = ev.leave_one_hardware_out(table, metric)
+        calibrate_by = "hardware"
     elif protocol.startswith("group:"):
         parts = protocol.split(":")
         k = int(parts[2]) if len(parts) > 2 else 5
         folds = ev.grouped_k_fold(table, metric, parts[1], k, seed=seed)
+        calibrate_by = parts[1]
     elif protocol == "folds":
         if not folds_path:
             raise InputDataError("--protocol folds needs --folds FILE")
@@ -81,8 +86,8 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
         if bad:
             raise InputDataError(f"--baselines: unknown {bad[0]!r}; known: {sorted(known)}")
         chosen = [known[n] for n in names]
-    result = ev.evaluate(table, metric, folds, baselines=chosen, steps=steps, embed=embed, anytime_k=anytime_k,
-                         seed=seed, progress=lambda m: click.echo(m, err=True), jobs=jobs)
+    result = ev.evaluate(table, metric, folds, baselines=chosen, steps=steps, embed=embed, members=members, anytime_k=anytime_k,
+                         calibrate_by=calibrate_by, seed=seed, progress=lambda m: click.echo(m, err=True), jobs=jobs)
     result.protocol = protocol
     ev.write_report(result, out_dir, title=title or f"{path.name}, {protocol}, {metric}", anytime_k=anytime_k)
     click.echo((Path(out_dir) / "results.md").read_text())

@@ -19,9 +19,14 @@ from metasel.cli._data import open_store
 @click.option("--steps", type=click.IntRange(1), default=2000, show_default=True, help="Optimiser steps.")
 @click.option("--embed", type=click.Choice(["auto", "minilm", "hash", "none"]), default="hash", show_default=True,
               help="Text embeddings of the descriptions.")
+@click.option("--members", type=click.IntRange(0), default=0, show_default=True,
+              help="Fits in the ensemble; 0 = 3 up to 3,000 observations, else 1.")
+@click.option("--calibrate-by", default="task", show_default=True,
+              help="What the calibration's inner fit leaves out: task, hardware, or a task grouping such as "
+                   "model.hf_id — the novelty the model will face.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
-def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, seed):
+def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, members, calibrate_by, seed):
     """Fit the Bayesian surrogate on the store and write a model file."""
     from dataclasses import replace
 
@@ -35,7 +40,8 @@ def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, se
     if exclude_flags:
         table = table.filter(exclude_flags=exclude_flags)
     t0 = time.perf_counter()
-    model = Surrogate(metric, config=replace(TrainConfig(), steps=steps), embed=embed).fit(table, key=seed)
+    config = replace(TrainConfig(), steps=steps, members=members)
+    model = Surrogate(metric, config=config, embed=embed).fit(table, key=seed, calibrate_by=calibrate_by)
     model.save(out_path)
     info = model.info()
     click.echo(f"fitted {metric} ({info['direction']}) on {info['num_cells']:,} cells of {info['num_contexts']:,} "

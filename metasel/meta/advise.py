@@ -56,8 +56,13 @@ def model_for(table, metric: str, *, store_path: Path | None, model_path: str | 
     cache_dir = (store_path.parent if store_path else Path(".")) / "models"
     cached = cache_dir / f"{metric}-{digest}.metasel"
     if cached.exists():
-        say(f"model: loaded {cached} (fitted earlier on this store's data)")
-        return Surrogate.load(cached)
+        try:
+            model = Surrogate.load(cached)
+        except InputDataError as exc:  # e.g. written by an older metasel: fit again below
+            say(f"model: not using {cached} ({exc})")
+        else:
+            say(f"model: loaded {cached} (fitted earlier on this store's data)")
+            return model
     from dataclasses import replace
 
     from metasel.errors import require
@@ -111,9 +116,13 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
             em = extra_models[metric].condition(desc).condition(cond_table)
             ep = em.predict([(tid, m, hid) for m in methods])
             p_feas *= acq.probability_feasible(ep.mean, ep.std, limit)
+    constraint_feas = dict(zip(methods, p_feas.tolist()))
+    p_ok = 1.0 - model.p_fail([(tid, m, hid) for m in methods])  # failures of each method on similar contexts
     for i, m in enumerate(methods):
         if m in failed:
             p_feas[i] = 0.0
+        elif m not in measured:
+            p_feas[i] *= p_ok[i]
     rows = []
     for i, m in enumerate(methods):
         med = float(np.exp(pred.mean[i]))
@@ -125,12 +134,12 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
             row["usd_per_mtok"] = price_per_hour / (tok_s * 3600.0) * 1e6
         rows.append(row)
     sign = -1.0 if model.direction == "max" else 1.0
-    rows.sort(key=lambda r: (r["p_feasible"] == 0,
+    rows.sort(key=lambda r: (r["p_feasible"] < 0.5,
                              sign * (r["measured"] if r["measured"] is not None else r["predicted"])))
     from metasel.meta.selector import SelectorState
 
     sel = Selector(model, tid, hid, candidates=methods, rule=StopRule(), key=seed,
-                   feasibility={r["method"]: r["p_feasible"] for r in rows})
+                   feasibility=constraint_feas)  # the selector applies the failure model itself
     sel.state = SelectorState(tuple(methods), measured, failed)
     ask = sel.ask()
     return Ranked(rows, ask.method, ask.reason, model.metric, model.direction)

@@ -179,16 +179,18 @@ class MetaselScorer:
 
     name = "metasel"
 
-    def __init__(self, metric: str, *, steps: int = 1500, embed: str = "hash", embed_dims: int = 4, seed: int = 0):
+    def __init__(self, metric: str, *, steps: int = 1500, embed: str = "hash", embed_dims: int = 4, seed: int = 0,
+                 members: int = 0, calibrate_by: str = "task"):
         self.metric, self.steps, self.embed, self.embed_dims, self.seed = metric, steps, embed, embed_dims, seed
+        self.members, self.calibrate_by = members, calibrate_by
 
     def fit(self, train_table):
         from dataclasses import replace
 
         from metasel.surrogate import Surrogate, TrainConfig
 
-        self.model = Surrogate(self.metric, config=replace(TrainConfig(), steps=self.steps), embed=self.embed,
-                               embed_dims=self.embed_dims).fit(train_table, key=self.seed)
+        self.model = Surrogate(self.metric, config=replace(TrainConfig(), steps=self.steps, members=self.members), embed=self.embed,
+                               embed_dims=self.embed_dims).fit(train_table, key=self.seed, calibrate_by=self.calibrate_by)
         return self
 
 
@@ -205,15 +207,17 @@ class EvalResult:
 
 
 def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline] | None = None, steps: int = 1500,
-             embed: str = "hash", embed_dims: int = 4, anytime_k: int = 5, seed: int = 0,
+             embed: str = "hash", embed_dims: int = 4, members: int = 0, calibrate_by: str = "task", anytime_k: int = 5, seed: int = 0,
              progress: Callable[[str], None] | None = None, active: bool = True, jobs: int = 1) -> EvalResult:
     """Run every strategy on every fold with the same seeds; returns per-context results.
 
     ``jobs > 1`` spreads the folds over that many processes; results do not depend on it.
+    ``calibrate_by`` is what metasel's calibration inner fit leaves out; set it to what the
+    folds hold out (``task``, ``hardware`` or the grouping column) — training data only.
     """
     if jobs > 1 and len(folds) > 1:
         return _evaluate_parallel(table, metric, folds, jobs=jobs, baselines=baselines, steps=steps, embed=embed,
-                                  embed_dims=embed_dims, anytime_k=anytime_k, seed=seed, progress=progress, active=active)
+                                  embed_dims=embed_dims, members=members, calibrate_by=calibrate_by, anytime_k=anytime_k, seed=seed, progress=progress, active=active)
     from metasel.meta.features import FeatureEncoder
     from metasel.meta.replay import ReplayBackend
     from metasel.meta.selector import Selector, StopRule
@@ -245,11 +249,15 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
         for b in baselines:
             strategies[b.name] = b.fit(p_train, seed=seed).scores(p_test)
         sbs = SingleBest().fit(p_train, seed=seed).scores(p_test)
-        ms = MetaselScorer(metric, steps=steps, embed=embed, embed_dims=embed_dims, seed=seed).fit(train)
+        ms = MetaselScorer(metric, steps=steps, embed=embed, embed_dims=embed_dims, seed=seed, members=members,
+                           calibrate_by=calibrate_by).fit(train)
         cells = [(t, m, h) for t, h in fold.test_contexts for m in methods]
         pred = ms.model.predict(cells, table=table)
         sign = 1.0 if direction == "max" else -1.0
-        strategies["metasel"] = (sign * pred.mean).reshape(len(fold.test_contexts), len(methods))
+        zero = (sign * pred.mean).reshape(len(fold.test_contexts), len(methods))
+        # methods the failure model expects to fail (oom, unsupported) go last, likeliest failures lowest
+        p_fail = ms.model.p_fail(cells, table=table).reshape(zero.shape)
+        strategies["metasel"] = np.where(p_fail > 0.5, np.nanmin(zero) - 1.0 - p_fail, zero)
         mean = pred.mean.reshape(len(fold.test_contexts), len(methods))
         std = pred.std.reshape(len(fold.test_contexts), len(methods))
         for i, (t, h) in enumerate(fold.test_contexts):

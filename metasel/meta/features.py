@@ -58,6 +58,13 @@ def _prompt_stats(p: Any) -> tuple[float, float]:
     return v, v
 
 
+def workload_numbers(workload: Mapping[str, Any]) -> tuple[float, float, float, float, float]:
+    """(mean prompt length, max prompt length, output length, batch size, number of requests)."""
+    p_mean, p_max = _prompt_stats(workload.get("prompt_len"))
+    batch = _num(workload.get("batch_size"), 1.0)
+    return p_mean, p_max, _num(workload.get("output_len")), batch, _num(workload.get("num_requests"), batch)
+
+
 def model_numbers(model: Mapping[str, Any]) -> dict[str, float]:
     """Parameter counts and sizes of a model dict (``ModelSpec`` fields)."""
     from metasel.spec import DTYPES
@@ -85,10 +92,7 @@ def task_features(spec: Mapping[str, Any], features: Mapping[str, Any] | None = 
     if not isinstance(model, Mapping) or not isinstance(workload, Mapping):
         return out
     nums = model_numbers(model)
-    p_mean, p_max = _prompt_stats(workload.get("prompt_len"))
-    out_len = _num(workload.get("output_len"))
-    batch = _num(workload.get("batch_size"), 1.0)
-    reqs = _num(workload.get("num_requests"), batch)
+    p_mean, p_max, out_len, batch, reqs = workload_numbers(workload)
     out.update({
         "t.log_params": _log(nums["params"]), "t.log_active_params": _log(nums["active_params"]),
         "t.log_layers": _log(_num(model.get("layers"))), "t.log_hidden": _log(_num(model.get("hidden"))),
@@ -137,10 +141,7 @@ def analytic_features(spec: Mapping[str, Any], hw: Mapping[str, Any]) -> dict[st
     if not isinstance(model, Mapping) or not isinstance(workload, Mapping) or not hw:
         return {}
     nums = model_numbers(model)
-    p_mean, _ = _prompt_stats(workload.get("prompt_len"))
-    out_len = _num(workload.get("output_len"))
-    batch = _num(workload.get("batch_size"), 1.0)
-    reqs = _num(workload.get("num_requests"), batch)
+    p_mean, _, out_len, batch, reqs = workload_numbers(workload)
     count = _num(hw.get("count"), 1.0)
     peak = _num(hw.get("total_tflops"), _num(hw.get("peak_tflops")) * (count if hw.get("device") != "cpu" else 1.0)) * 1e12
     bw = _num(hw.get("total_mem_bw_gbs"), _num(hw.get("mem_bw_gbs")) * count) * 1e9
@@ -166,6 +167,77 @@ def analytic_features(spec: Mapping[str, Any], hw: Mapping[str, Any]) -> dict[st
 
 def method_features(techniques: Mapping[str, Any]) -> dict[str, float]:
     return {f"m.{k}": _num(v, 0.0) for k, v in techniques.items()}
+
+
+# ---------------------------------------------------------------------------- pair terms
+
+# Architectures whose transformer blocks use HF ``Conv1D`` rather than ``nn.Linear``:
+# dynamic int8 quantisation of Linear layers leaves their blocks in float.
+CONV1D_ARCHS = ("gpt2", "openai-gpt")
+
+PAIR_TERMS = ("x.batching_log_batch", "x.batching_log_batch_accel", "x.weight_bytes_saved",
+              "x.weight_bytes_saved_decode_bound", "x.bf16_not_native", "x.prefix_reuse",
+              "x.speculative_log_output", "x.speculative_batched", "x.static_cache_accel")
+
+
+def context_quantities(spec: Mapping[str, Any], hw: Mapping[str, Any]) -> np.ndarray:
+    """The numbers of a (task, hardware) pair that the pair terms combine with a method's techniques.
+
+    Order: log batch, on an accelerator, decode-bound, bf16 not native, prefix reuse,
+    log output length, batched, quantisable share of matmul weights, bits per weight.
+    Unknown numbers are 0 (no effect).
+    """
+    model, workload = spec.get("model"), spec.get("workload")
+    if not isinstance(model, Mapping) or not isinstance(workload, Mapping):
+        return np.zeros(9)
+    nums = model_numbers(model)
+    _, _, out_len, batch, reqs = workload_numbers(workload)
+    shared = _num(workload.get("shared_prefix"), 0.0)
+    device = str(hw.get("device", "")) if hw else ""
+    accel = float(bool(device) and device != "cpu")
+    native_bf16 = not hw or bool(accel) or bool(hw.get("avx512_bf16")) or bool(hw.get("amx"))
+    an = analytic_features(spec, hw) if hw else {}
+    # prompt tokens a prefix cache can skip: the shared part of every request after the first
+    reuse = shared * (reqs - 1) / reqs if reqs == reqs and reqs > 0 else 0.0
+    H, V = (_num(model.get(k)) for k in ("hidden", "vocab"))
+    if str(model.get("arch")) in CONV1D_ARCHS and nums["params"] == nums["params"]:
+        blocks = nums["params"] - V * H  # everything but the (tied) embedding: blocks, norms
+        share = V * H / (blocks + V * H) if blocks + V * H > 0 else 1.0  # only the LM head is a Linear
+    else:
+        share = 1.0
+    vals = [_log(batch), accel, _num(an.get("a.decode_bound"), 0.0), 0.0 if native_bf16 else 1.0, reuse,
+            _log(out_len), float(batch > 1), share, 8.0 * nums["bytes_per_weight"]]
+    return np.array([v if v == v else 0.0 for v in vals], dtype=float)
+
+
+def method_quantities(techniques: Mapping[str, Any]) -> np.ndarray:
+    """Technique flags the pair terms use: batching, int8 dynamic, weight bits, bf16, prefix
+    cache, speculative decoding, static cache."""
+    t = {k: _num(v, 0.0) for k, v in techniques.items()}
+    return np.array([max(t.get("static_batching", 0.0), t.get("continuous_batching", 0.0)), t.get("int8_dynamic", 0.0),
+                     t.get("weight_bits", 0.0), t.get("bf16", 0.0), t.get("prefix_cache", 0.0),
+                     max(t.get("assisted", 0.0), t.get("prompt_lookup", 0.0)), t.get("static_cache", 0.0)])
+
+
+def pair_terms(ctx: np.ndarray, mth: np.ndarray) -> np.ndarray:
+    """Physics-shaped interactions of contexts (C, 9) and methods (M, 7) → (C, M, len(PAIR_TERMS)).
+
+    What a method should change for a workload before any data: batching pays with the
+    number of requests decoded together (more on accelerators); fewer weight bytes pay
+    when decode is memory-bound (int8 dynamic quantises only Linear layers); bf16 is slow
+    without native support; a prefix cache skips the shared prompt of later requests;
+    speculative decoding pays with long outputs and runs at batch size 1 only; a static
+    cache removes allocation overhead that matters on accelerators.
+    """
+    log_b, accel, decode_bound, bf16_slow, reuse, log_out, batched, share, bits = (ctx[:, i][:, None] for i in range(9))
+    batching, int8, wbits, bf16, prefix, spec_dec, static = (mth[:, i][None, :] for i in range(7))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lowered = np.where((wbits > 0) & (bits > 0) & (wbits < bits), wbits / np.where(bits > 0, bits, 1.0), 1.0)
+        ratio = np.where(int8 > 0, 1.0 - share + share * lowered, lowered)
+        saved = -np.log(np.clip(ratio, 1e-3, 1.0))
+    terms = [batching * log_b, batching * log_b * accel, saved, saved * decode_bound, bf16 * bf16_slow,
+             prefix * reuse, spec_dec * log_out, spec_dec * batched, static * accel]
+    return np.stack([np.broadcast_to(t, (ctx.shape[0], mth.shape[0])) for t in terms], axis=-1).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------- text
@@ -369,6 +441,7 @@ class FeatureEncoder:
     pca_task: _PCA | None = None
     pca_hw: _PCA | None = None
     pca_method: _PCA | None = None
+    pair_scale: np.ndarray | None = None  # RMS of each pair term on the training pairs; 0 = unused
     embedder: Embedder | None = field(default=None, repr=False)
 
     # -- raw rows from descriptors
@@ -395,6 +468,9 @@ class FeatureEncoder:
         self.embed_kind = self.embedder.kind
         self.context_scaler = _Scaler.fit([self._context_row(t, h) for t, h in contexts])
         self.method_scaler = _Scaler.fit([self._method_row(m) for m in methods])
+        raw = self._pair_raw(contexts, methods)
+        rms = np.sqrt(np.mean(raw ** 2, axis=(0, 1))) if raw.size else np.zeros(len(PAIR_TERMS))
+        self.pair_scale = np.where(rms > 1e-9, rms, 0.0)
         if self.embed_dims > 0:
             tasks = list({_key(t, "task_id"): t for t, _ in contexts}.values())
             hws = list({_key(h, "hardware_id"): h for _, h in contexts}.values())
@@ -418,6 +494,26 @@ class FeatureEncoder:
             x = np.concatenate([x, self.pca_method.transform(self.embedder(mt))], axis=1)
         return x.astype(np.float32)
 
+    @staticmethod
+    def _pair_raw(contexts: list[tuple[Mapping, Mapping]], methods: list[Mapping]) -> np.ndarray:
+        cq = np.stack([context_quantities(_json(t.get("spec")), _json(h.get("specs"))) for t, h in contexts]) \
+            if contexts else np.zeros((0, 9))
+        mq = np.stack([method_quantities(_json(m.get("techniques"))) for m in methods]) if methods else np.zeros((0, 7))
+        return pair_terms(cq, mq)
+
+    def pairs(self, contexts: list[tuple[Mapping, Mapping]], methods: list[Mapping]) -> np.ndarray:
+        """Pair terms of every context with every method, (C, M, P), scaled; only the terms
+        that vary on the training pairs (P may be 0)."""
+        keep = self.pair_columns
+        raw = self._pair_raw(contexts, methods)[..., keep]
+        return (raw / self.pair_scale[keep]).astype(np.float32)
+
+    @property
+    def pair_columns(self) -> np.ndarray:
+        if self.pair_scale is None:
+            return np.zeros(0, dtype=int)
+        return np.flatnonzero(self.pair_scale > 0)
+
     @property
     def context_dim(self) -> int:
         extra = 0 if self.embed_dims == 0 else self.pca_task.components.shape[0] + self.pca_hw.components.shape[0]
@@ -431,7 +527,9 @@ class FeatureEncoder:
     # -- persistence (arrays + JSON)
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta = {"embed_kind": self.embed_kind, "embed_dims": self.embed_dims,
-                "context_scaler": self.context_scaler.state(), "method_scaler": self.method_scaler.state()}
+                "context_scaler": self.context_scaler.state(), "method_scaler": self.method_scaler.state(),
+                "pair_terms": list(PAIR_TERMS),
+                "pair_scale": None if self.pair_scale is None else [float(v) for v in self.pair_scale]}
         arrays: dict[str, np.ndarray] = {}
         if self.embed_dims > 0:
             for name in ("pca_task", "pca_hw", "pca_method"):
@@ -448,6 +546,10 @@ class FeatureEncoder:
         enc = cls(embed_kind=meta["embed_kind"], embed_dims=int(meta["embed_dims"]),
                   context_scaler=_Scaler.from_state(meta["context_scaler"]),
                   method_scaler=_Scaler.from_state(meta["method_scaler"]))
+        if meta.get("pair_scale") is not None:
+            if list(meta.get("pair_terms", [])) != list(PAIR_TERMS):
+                raise ValueError("the model's pair terms differ from this metasel's")
+            enc.pair_scale = np.asarray(meta["pair_scale"], dtype=float)
         if enc.embed_dims > 0:
             for name in ("pca_task", "pca_hw", "pca_method"):
                 setattr(enc, name, _PCA(*(np.asarray(arrays[f"enc.{name}.{k}"]) for k in ("mean", "components", "scale"))))

@@ -140,13 +140,20 @@ class Selector:
         cells = [(self.task_id, m, self.hardware_id) for m in methods]
         return self.surrogate.predict(cells)
 
+    def _p_ok(self, methods: Sequence[str]) -> np.ndarray:
+        """P(the benchmark runs) from the surrogate's failure model (1 where it has none)."""
+        p_fail = getattr(self.surrogate, "p_fail", None)
+        if p_fail is None or not methods:
+            return np.ones(len(methods))
+        return 1.0 - p_fail([(self.task_id, m, self.hardware_id) for m in methods])
+
     def ask(self) -> Ask:
         remaining = self.state.remaining()
         if not remaining:
             return Ask(None, "every candidate method has been benchmarked", {})
         pred = self._predict(remaining)
         cost = np.array([self.cost.get(m, 1.0) for m in remaining])
-        feas = np.array([self.feasibility.get(m, 1.0) for m in remaining])
+        feas = np.array([self.feasibility.get(m, 1.0) for m in remaining]) * self._p_ok(remaining)
         return step(self.state, pred.mean, pred.std, direction=self.surrogate.direction, rule=self.rule,
                     acquisition=self.acquisition, cost=cost, p_feasible=feas, rng=self.rng)
 
@@ -177,6 +184,8 @@ class Selector:
             p = self._predict([pick])
             return Recommendation(pick, True, self.state.measured[pick], float(p.mean[0]), float(p.std[0]))
         pool = [m for m in self.state.candidates if m not in self.state.failed]
+        likely = [m for m, ok in zip(pool, self._p_ok(pool)) if ok >= 0.5]
+        pool = likely or pool  # methods that will probably run, if any
         p = self._predict(pool)
         i = int(np.argmax(p.mean) if direction == "max" else np.argmin(p.mean))
         return Recommendation(pool[i], False, float(np.exp(p.mean[i])), float(p.mean[i]), float(p.std[i]))

@@ -2,11 +2,17 @@
 
 The model, in standardised log-metric units, for context c = (task, hardware) and method m::
 
-    y[c, m] = a(x_c) + c(x_m) + f(x_c) . g(x_m) + w_c . psi_m + eps
-    psi_m   = [1, phi(x_m)],   w_c ~ N(0, diag(s_bias^2, 1, ..., 1)),   eps ~ N(0, noise^2)
+    y[c, m] = a(x_c) + c(x_m) + f(x_c) . g(x_m) + beta . z(c, m) + w_c . psi_m + eps
+    psi_m   = [1, phi(x_m)],   w_c ~ N(0, diag(s_bias^2, 1, ..., 1)),   eps ~ N(0, noise_c^2)
+    noise_c = noise * exp(r(x_c))   (with ``hetero_noise``; r clipped to [-3, 3])
 
 a, f come from the context tower, c, g, phi from the method tower plus a free embedding
-per training method (prior N(0, emb_scale^2)). The per-context latent w_c is integrated
+per training method (prior N(0, emb_scale^2)); r, the context's log noise multiplier, is
+one more output of the context tower, so a context whose measurements are noisier (a
+GPU timing launch-bound toy models, say) pulls the shared towers less. z(c, m) are the pair terms of
+``metasel.meta.features.pair_terms`` (what a method's techniques should do for a
+workload on a hardware: batching gain, weight bytes saved, ...), with weights
+beta ~ N(0, pair_prior^2). The per-context latent w_c is integrated
 out exactly: each context's observed values are jointly Gaussian, and the likelihood is
 their multivariate normal density. noise and s_bias get log-normal priors; towers get a
 Gaussian weight prior. AutoDelta makes SVI find the posterior mode of all of these.
@@ -31,6 +37,9 @@ class TrainConfig:
     emb_scale: float = 0.5
     noise_prior: float = 0.1
     bias_prior: float = 0.5
+    pair_prior: float = 1.0  # std of the prior on the pair-term weights
+    hetero_noise: bool = False  # per-context noise scale from the context tower (opt-in: see note)
+    members: int = 0  # MAP fits from different keys, predicted as an equal mixture; 0 = auto (by table size)
 
 
 def _towers(dc: int, dm: int, cfg: TrainConfig, key):
@@ -53,7 +62,7 @@ def _towers(dc: int, dm: int, cfg: TrainConfig, key):
     import jax
 
     k1, k2 = jax.random.split(key)
-    ctx = Tower(max(dc, 1), cfg.hidden, 1 + cfg.k, rngs=nnx.Rngs(params=k1))
+    ctx = Tower(max(dc, 1), cfg.hidden, 1 + cfg.k + int(cfg.hetero_noise), rngs=nnx.Rngs(params=k1))
     mth = Tower(max(dm, 1), cfg.hidden // 2, 1 + cfg.k + cfg.rank, rngs=nnx.Rngs(params=k2))
     return ctx, mth
 
@@ -68,8 +77,10 @@ def _mean_and_loadings(hc, hm, cfg: TrainConfig):
     return mu, psi
 
 
-def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, *, key, cfg: TrainConfig):
-    """Fit on contexts ``xc`` (C, dc), methods ``xm`` (M, dm), values ``y`` (C, M) with ``mask``.
+def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, *, key, cfg: TrainConfig,
+               xp: np.ndarray | None = None):
+    """Fit on contexts ``xc`` (C, dc), methods ``xm`` (M, dm), values ``y`` (C, M) with ``mask``,
+    and pair terms ``xp`` (C, M, P) when given.
 
     Returns numpy parameters: tower layers, method embeddings, noise and bias scales, and
     the final loss trace.
@@ -91,6 +102,8 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
     xc_j = jnp.asarray(xc if xc.shape[1] else np.zeros((C, 1), np.float32))
     xm_j = jnp.asarray(xm if xm.shape[1] else np.zeros((M, 1), np.float32))
     y_j, mask_j = jnp.asarray(y, jnp.float32), jnp.asarray(mask, jnp.float32)
+    xp_j = jnp.asarray(xp if xp is not None else np.zeros((C, M, 0), np.float32), jnp.float32)
+    P = xp_j.shape[2]
     n_obs = mask_j.sum(axis=1)
     eye = jnp.eye(M)
     width = 1 + cfg.k + cfg.rank
@@ -106,11 +119,16 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
         emb = numpyro.sample("emb", dist.Normal(0.0, cfg.emb_scale).expand([M, width]).to_event(2))
         noise = numpyro.sample("noise", dist.LogNormal(math.log(cfg.noise_prior), 1.0))
         s_bias = numpyro.sample("s_bias", dist.LogNormal(math.log(cfg.bias_prior), 1.0))
-        mu, psi = _mean_and_loadings(ctx(xc_j), mth(xm_j) + emb, cfg)
+        hc = ctx(xc_j)
+        mu, psi = _mean_and_loadings(hc, mth(xm_j) + emb, cfg)
+        if P:
+            beta = numpyro.sample("beta", dist.Normal(0.0, cfg.pair_prior).expand([P]).to_event(1))
+            mu = mu + xp_j @ beta
         scale = jnp.concatenate([s_bias[None], jnp.ones(cfg.rank)])
-        k_mat = (psi * scale ** 2) @ psi.T + noise ** 2 * eye
+        k_mat = (psi * scale ** 2) @ psi.T
+        noise_c = noise * jnp.exp(jnp.clip(hc[:, 1 + cfg.k], -3.0, 3.0)) if cfg.hetero_noise else noise * jnp.ones(C)
         m2 = mask_j[:, :, None] * mask_j[:, None, :]
-        cov = m2 * k_mat[None] + (1.0 - mask_j)[:, :, None] * eye[None]
+        cov = m2 * (k_mat[None] + noise_c[:, None, None] ** 2 * eye[None]) + (1.0 - mask_j)[:, :, None] * eye[None]
         resid = (y_j - mu) * mask_j
         chol = jnp.linalg.cholesky(cov)
         z = jax.scipy.linalg.solve_triangular(chol, resid[..., None], lower=True)[..., 0]
@@ -145,5 +163,6 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
         "ctx_layers": layers("ctx", ctx_mod), "mth_layers": layers("mth", mth_mod),
         "emb": np.asarray(params["emb_auto_loc"], np.float64),
         "noise": float(params["noise_auto_loc"]), "s_bias": float(params["s_bias_auto_loc"]),
+        "beta": np.asarray(params["beta_auto_loc"], np.float64) if P else np.zeros(0),
         "losses": losses, "nnx_version": getattr(nnx, "__name__", "flax.nnx"),
     }

@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from metasel.table import PerfTable
 
 FORMAT = "metasel-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an ensemble of members, pair terms, per-context noise
+AUTO_ENSEMBLE_MAX_CELLS = 3000  # members=0 (auto): 3 fits up to this many training cells, 1 above
 
 
 class Prediction(NamedTuple):
@@ -76,16 +77,87 @@ def _cells_frame(cells) -> "pd.DataFrame":
 
 
 @dataclass
-class _State:
-    metric: str
-    direction: str
-    config: TrainConfig
-    encoder: FeatureEncoder
+class _Member:
+    """One MAP fit: tower layers, free method embeddings, noise and bias scales, pair weights."""
+
     ctx_layers: list
     mth_layers: list
     emb: np.ndarray  # (num_train_methods, width)
     noise: float
     s_bias: float
+    beta: np.ndarray  # weights of the encoder's pair terms
+
+    @classmethod
+    def from_params(cls, params: dict) -> "_Member":
+        return cls(params["ctx_layers"], params["mth_layers"], params["emb"], params["noise"], params["s_bias"],
+                   params["beta"])
+
+
+@dataclass
+class _Failures:
+    """P(a method's benchmark fails: ``oom``, ``unsupported``, ...) given the context's encoded
+    features: one L2-regularised logistic regression per method, fitted on the contexts where
+    the method was attempted (numpy Newton steps; a method that never failed, or always did,
+    gets its smoothed rate)."""
+
+    methods: list[str]
+    weights: np.ndarray  # (methods, 1 + context_dim): bias, then feature weights
+    overall: float  # smoothed failure rate over every attempted cell (methods never attempted)
+
+    def p_fail(self, xq: np.ndarray, names: list[str]) -> np.ndarray:
+        """(queries, len(names)) probabilities of failure."""
+        out = np.full((len(xq), len(names)), self.overall)
+        index = {m: j for j, m in enumerate(self.methods)}
+        xb = np.concatenate([np.ones((len(xq), 1)), xq], axis=1)
+        for i, m in enumerate(names):
+            j = index.get(m)
+            if j is not None:
+                out[:, i] = _sigmoid(xb @ self.weights[j])
+        return out
+
+    @classmethod
+    def fit(cls, x: np.ndarray, methods: list[str], attempted: np.ndarray, failed: np.ndarray,
+            l2: float = 1.0) -> "_Failures":
+        overall = float((failed.sum() + 0.5) / (attempted.sum() + 1.0))
+        weights = np.zeros((len(methods), 1 + x.shape[1]))
+        for j in range(len(methods)):
+            rows = np.flatnonzero(attempted[:, j])
+            y = failed[rows, j].astype(float)
+            rate = (y.sum() + overall) / (len(y) + 1.0)
+            weights[j, 0] = math.log(rate / (1.0 - rate))
+            if 0 < y.sum() < len(y):
+                weights[j] = _logistic(x[rows], y, weights[j], l2)
+        return cls(methods, weights, overall)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, w0: np.ndarray, l2: float, iters: int = 50) -> np.ndarray:
+    """L2-regularised logistic regression (the bias unpenalised) by Newton's method."""
+    xb = np.concatenate([np.ones((len(x), 1)), x], axis=1)
+    pen = np.full(xb.shape[1], l2)
+    pen[0] = 1e-6
+    w = w0.copy()
+    for _ in range(iters):
+        p = _sigmoid(xb @ w)
+        grad = xb.T @ (p - y) + pen * w
+        hess = (xb * (p * (1.0 - p))[:, None]).T @ xb + np.diag(pen)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+@dataclass
+class _State:
+    metric: str
+    direction: str
+    config: TrainConfig
+    encoder: FeatureEncoder
+    members: list  # of _Member: the ensemble; predictions are their equal-weight mixture
     y_mean: float
     y_std: float
     train_methods: list[str]
@@ -100,6 +172,8 @@ class _State:
     calib_cond: float = 1.0  # std inflation for new contexts with observations (conditioned)
     calib_seen: float = 1.0  # std inflation for contexts the model was trained on
     train_contexts: frozenset = frozenset()
+    failures: "_Failures | None" = None  # where methods failed in training (for p_fail)
+    failed_cells: dict = field(default_factory=dict)  # (task, hw) -> {method: status} recorded failures
 
 
 class Surrogate:
@@ -141,7 +215,7 @@ class Surrogate:
             raise NotFittedError("this surrogate is not fitted: call .fit(table, key=...) or Surrogate.load(path)")
         return self._state
 
-    def fit(self, table: "PerfTable", *, key, calibrate: bool = True) -> "Surrogate":
+    def fit(self, table: "PerfTable", *, key, calibrate: bool = True, calibrate_by: str = "task") -> "Surrogate":
         """Fit on a performance table; returns a new, fitted surrogate (``table`` is not changed).
 
         With ``calibrate``, the predictive std is then calibrated on the training data
@@ -152,6 +226,9 @@ class Surrogate:
         Args:
             table: observations; ``ok`` rows with the metric are the training targets.
             key: a ``jax.random`` key (or an int seed).
+            calibrate_by: what the inner fit leaves out — ``task`` (new workloads on known
+                hardware), ``hardware`` (a new machine), or a task grouping such as
+                ``model.hf_id`` (a new model): calibrate for the novelty the model will face.
         """
         import jax
 
@@ -160,10 +237,10 @@ class Surrogate:
         key_fit, key_cal = jax.random.split(key)
         model = self._fit_core(table, key_fit)
         if calibrate:
-            seen, zero, cond = _calibration(self, table, key_cal)
+            seen, zero, cond = _calibration(self, table, key_cal, by=calibrate_by)
             model._state = replace(model._state, calib_zero=zero, calib_cond=cond, calib_seen=seen,
                                    fit_info={**model._state.fit_info, "calib_seen": seen, "calib_zero": zero,
-                                             "calib_cond": cond})
+                                             "calib_cond": cond, "calibrate_by": calibrate_by})
         return model
 
     def _fit_core(self, table: "PerfTable", key) -> "Surrogate":
@@ -181,6 +258,7 @@ class Surrogate:
         encoder.fit([(tasks[t], hardware[h]) for t, h in ctx_keys], [method_desc[m] for m in methods])
         xc = encoder.contexts([(tasks[t], hardware[h]) for t, h in ctx_keys])
         xm = encoder.methods([method_desc[m] for m in methods])
+        xp = encoder.pairs([(tasks[t], hardware[h]) for t, h in ctx_keys], [method_desc[m] for m in methods])
         y_log = np.log(long["value"].to_numpy(float))
         y_mean, y_std = float(y_log.mean()), float(y_log.std() or 1.0)
         ci = {c: i for i, c in enumerate(ctx_keys)}
@@ -191,20 +269,26 @@ class Surrogate:
         cols = [mi[m] for m in long["method"]]
         y[rows, cols] = (y_log - y_mean) / y_std
         mask[rows, cols] = 1.0
+        import jax
+
         from metasel.surrogate._train import fit_params
 
-        params = fit_params(xc, xm, y, mask, key=key, cfg=self.config)
+        n_members = self.config.members or (3 if int(mask.sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
+        fits = [fit_params(xc, xm, y, mask, key=jax.random.fold_in(key, i) if i else key, cfg=self.config, xp=xp)
+                for i in range(n_members)]
         evidence: dict[tuple[str, str], dict[str, float]] = {}
         for r, c, v in zip(rows, cols, y[rows, cols]):
             evidence.setdefault(ctx_keys[r], {})[methods[c]] = float(v)
         digest = hashlib.sha256("\n".join(sorted(table.observations["obs_id"])).encode()).hexdigest()[:16]
+        failures, failed_cells = _failures(table, encoder, tasks, hardware)
         state = _State(
             metric=self.metric, direction=direction, config=self.config, encoder=encoder,
-            ctx_layers=params["ctx_layers"], mth_layers=params["mth_layers"], emb=params["emb"],
-            noise=params["noise"], s_bias=params["s_bias"], y_mean=y_mean, y_std=y_std, train_methods=methods,
+            members=[_Member.from_params(p) for p in fits], y_mean=y_mean, y_std=y_std, train_methods=methods,
             tasks=tasks, hardware=hardware, methods=method_desc, evidence=evidence, data_hash=digest,
-            losses=params["losses"], train_contexts=frozenset(ctx_keys),
-            fit_info={"num_contexts": len(ctx_keys), "num_methods": len(methods), "num_cells": int(mask.sum())},
+            losses=np.stack([p["losses"] for p in fits]), train_contexts=frozenset(ctx_keys), failures=failures,
+            failed_cells=failed_cells,
+            fit_info={"num_contexts": len(ctx_keys), "num_methods": len(methods), "num_cells": int(mask.sum()),
+                      "members": n_members},
         )
         return Surrogate(self.metric, config=self.config, embed=self.embed, embed_dims=self.embed_dims, _state=state)
 
@@ -228,20 +312,23 @@ class Surrogate:
             methods.update(_descriptor_map(table.methods, "method", real_only=True))
         return tasks, hardware, methods
 
-    def _method_outputs(self, names: list[str], methods: dict[str, dict]) -> np.ndarray:
+    def _method_inputs(self, names: list[str], methods: dict[str, dict]) -> np.ndarray:
         s = self._require()
         for m in names:
             if m not in methods:
                 raise InputDataError(f"no descriptor for method {m!r}: pass a table that describes it")
         xm = s.encoder.methods([methods[m] for m in names])
-        hm = _numpy.mlp(xm if xm.shape[1] else np.zeros((len(names), 1), np.float32), s.mth_layers)
-        index = {m: i for i, m in enumerate(s.train_methods)}
+        return xm if xm.shape[1] else np.zeros((len(names), 1), np.float32)
+
+    def _method_outputs(self, member: _Member, names: list[str], xm: np.ndarray) -> np.ndarray:
+        hm = _numpy.mlp(xm, member.mth_layers)
+        index = {m: i for i, m in enumerate(self._require().train_methods)}
         for i, m in enumerate(names):
             if m in index:
-                hm[i] += s.emb[index[m]]
+                hm[i] += member.emb[index[m]]
         return hm
 
-    def _context_outputs(self, keys: list[tuple[str, str]], tasks, hardware) -> np.ndarray:
+    def _context_inputs(self, keys: list[tuple[str, str]], tasks, hardware) -> np.ndarray:
         s = self._require()
         for t, h in keys:
             if t not in tasks:
@@ -249,7 +336,7 @@ class Surrogate:
             if h not in hardware:
                 raise InputDataError(f"no descriptor for hardware {h!r}: pass a table that describes it")
         xc = s.encoder.contexts([(tasks[t], hardware[h]) for t, h in keys])
-        return _numpy.mlp(xc if xc.shape[1] else np.zeros((len(keys), 1), np.float32), s.ctx_layers)
+        return xc if xc.shape[1] else np.zeros((len(keys), 1), np.float32)
 
     def predict(self, cells, *, table: "PerfTable | None" = None) -> Prediction:
         """Predictive mean and std of log(metric) for each cell.
@@ -265,37 +352,77 @@ class Surrogate:
         ev_methods = {m for key in ctx_keys for m in s.evidence.get(key, {})}
         names = sorted(set(frame["method"]) | ev_methods)
         mi = {m: i for i, m in enumerate(names)}
-        hm = self._method_outputs(names, methods)
-        hc = self._context_outputs(ctx_keys, tasks, hardware)
-        cfg = s.config
-        a, f = hc[:, 0], hc[:, 1:1 + cfg.k]
-        c, g, phi = hm[:, 0], hm[:, 1:1 + cfg.k], hm[:, 1 + cfg.k:]
-        psi = np.concatenate([np.ones((len(names), 1)), phi], axis=1)
-        prior_var = np.concatenate([[s.s_bias ** 2], np.ones(cfg.rank)])
-        noise_var = s.noise ** 2
-        mu_all = a[:, None] + c[None, :] + f @ g.T  # (contexts, methods)
-        mean = np.empty(len(frame))
-        var = np.empty(len(frame))
+        xm = self._method_inputs(names, methods)
+        xc = self._context_inputs(ctx_keys, tasks, hardware)
+        xp = s.encoder.pairs([(tasks[t], hardware[h]) for t, h in ctx_keys], [methods[m] for m in names]) \
+            if len(s.encoder.pair_columns) else None
         ci = {k: i for i, k in enumerate(ctx_keys)}
         cidx = np.array([ci[k] for k in zip(frame["task_id"], frame["hardware_id"])], dtype=int)
         midx = np.array([mi[m] for m in frame["method"]], dtype=int)
-        prior_v = (psi ** 2) @ prior_var + noise_var
-        mean[:] = mu_all[cidx, midx]
-        var[:] = prior_v[midx] * s.calib_zero ** 2
-        with_evidence = [i for i, k in enumerate(ctx_keys) if s.evidence.get(k)]
-        if with_evidence:
-            order = np.argsort(cidx, kind="stable")
-            bounds = np.searchsorted(cidx[order], np.arange(len(ctx_keys) + 1))
-            for i in with_evidence:
-                rows = order[bounds[i]:bounds[i + 1]]
-                ev = s.evidence[ctx_keys[i]]
-                obs = np.array([mi[m] for m in ev], dtype=int)
-                y = np.zeros(len(names))
-                y[obs] = list(ev.values())
-                m_q, v_q = _numpy.posterior(mu_all[i], psi, prior_var, noise_var, y, obs, midx[rows])
-                factor = s.calib_seen if ctx_keys[i] in s.train_contexts else s.calib_cond
-                mean[rows], var[rows] = m_q, v_q * factor ** 2
+        order = np.argsort(cidx, kind="stable")
+        bounds = np.searchsorted(cidx[order], np.arange(len(ctx_keys) + 1))
+        means, variances = [], []
+        for member in s.members:
+            m_, v_ = self._predict_member(member, names, xm, xc, xp, ctx_keys, mi, cidx, midx, order, bounds)
+            means.append(m_)
+            variances.append(v_)
+        mean = np.mean(means, axis=0)
+        var = np.mean(variances, axis=0) + (np.var(means, axis=0) if len(means) > 1 else 0.0)
+        factor = np.full(len(frame), s.calib_zero)  # calibrated std inflation: zero-shot, conditioned or seen
+        for i, key in enumerate(ctx_keys):
+            if s.evidence.get(key):
+                factor[order[bounds[i]:bounds[i + 1]]] = s.calib_seen if key in s.train_contexts else s.calib_cond
+        var = var * factor ** 2
         return Prediction(mean * s.y_std + s.y_mean, np.sqrt(var) * s.y_std)
+
+    def _predict_member(self, member: _Member, names, xm, xc, xp, ctx_keys, mi, cidx, midx, order, bounds):
+        """One member's predictive mean and variance (standardised units) of the queried cells."""
+        s = self._require()
+        cfg = s.config
+        hm = self._method_outputs(member, names, xm)
+        hc = _numpy.mlp(xc, member.ctx_layers)
+        a, f = hc[:, 0], hc[:, 1:1 + cfg.k]
+        c, g, phi = hm[:, 0], hm[:, 1:1 + cfg.k], hm[:, 1 + cfg.k:]
+        psi = np.concatenate([np.ones((len(names), 1)), phi], axis=1)
+        prior_var = np.concatenate([[member.s_bias ** 2], np.ones(cfg.rank)])
+        if hc.shape[1] > 1 + cfg.k:  # per-context noise scale
+            noise_var_c = (member.noise * np.exp(np.clip(hc[:, 1 + cfg.k], -3.0, 3.0))) ** 2
+        else:
+            noise_var_c = np.full(len(ctx_keys), member.noise ** 2)
+        mu_all = a[:, None] + c[None, :] + f @ g.T  # (contexts, methods)
+        if xp is not None and len(member.beta):
+            mu_all = mu_all + xp @ member.beta
+        mean = mu_all[cidx, midx]
+        var = ((psi ** 2) @ prior_var)[midx] + noise_var_c[cidx]
+        for i, key in enumerate(ctx_keys):
+            ev = s.evidence.get(key)
+            if not ev:
+                continue
+            rows = order[bounds[i]:bounds[i + 1]]
+            obs = np.array([mi[m] for m in ev], dtype=int)
+            y = np.zeros(len(names))
+            y[obs] = list(ev.values())
+            mean[rows], var[rows] = _numpy.posterior(mu_all[i], psi, prior_var, noise_var_c[i], y, obs, midx[rows])
+        return mean, var
+
+    def p_fail(self, cells, *, table: "PerfTable | None" = None) -> np.ndarray:
+        """Probability that each cell's benchmark fails (``oom``, ``unsupported``, ...), from
+        the failures of its method in the nearest training contexts (a recorded failure of
+        the very cell counts as certain)."""
+        s = self._require()
+        frame = _cells_frame(cells)
+        tasks, hardware, methods = self._catalog(table)
+        ctx_keys = list(dict.fromkeys(zip(frame["task_id"], frame["hardware_id"])))
+        names = sorted(set(frame["method"]))
+        ci = {k: i for i, k in enumerate(ctx_keys)}
+        mi = {m: i for i, m in enumerate(names)}
+        if s.failures is None:
+            return np.zeros(len(frame))
+        p = s.failures.p_fail(self._context_inputs(ctx_keys, tasks, hardware), names)
+        own = {(t, h, m) for (t, h), ms in s.failed_cells.items() for m in ms}
+        out = p[[ci[k] for k in zip(frame["task_id"], frame["hardware_id"])], [mi[m] for m in frame["method"]]]
+        hit = [(t, h, m) in own for t, m, h in frame.itertuples(index=False)]
+        return np.where(hit, 1.0, out)
 
     def condition(self, observations: "PerfTable") -> "Surrogate":
         """A new surrogate that also holds ``observations`` (closed form, no refit).
@@ -309,8 +436,12 @@ class Surrogate:
         evidence = {k: dict(v) for k, v in s.evidence.items()}
         for t, m, h, v in zip(long["task_id"], long["method"], long["hardware_id"], long["value"]):
             evidence.setdefault((t, h), {})[m] = (math.log(v) - s.y_mean) / s.y_std
+        failed_cells = {k: dict(v) for k, v in s.failed_cells.items()}
+        obs = observations.observations
+        for t, m, h, st in obs.loc[obs["status"] != "ok", ["task_id", "method", "hardware_id", "status"]].itertuples(index=False):
+            failed_cells.setdefault((t, h), {})[m] = st
         tasks, hardware, methods = self._catalog(observations)
-        state = replace(s, evidence=evidence, tasks=tasks, hardware=hardware, methods=methods)
+        state = replace(s, evidence=evidence, tasks=tasks, hardware=hardware, methods=methods, failed_cells=failed_cells)
         return Surrogate(self.metric, config=self.config, embed=self.embed, embed_dims=self.embed_dims, _state=state)
 
     def forget(self, task_ids: Iterable[str]) -> "Surrogate":
@@ -318,8 +449,9 @@ class Surrogate:
         s = self._require()
         drop = set(task_ids)
         evidence = {k: v for k, v in s.evidence.items() if k[0] not in drop}
+        failed_cells = {k: v for k, v in s.failed_cells.items() if k[0] not in drop}
         return Surrogate(self.metric, config=self.config, embed=self.embed, embed_dims=self.embed_dims,
-                         _state=replace(s, evidence=evidence))
+                         _state=replace(s, evidence=evidence, failed_cells=failed_cells))
 
     # ------------------------------------------------------------------ persistence
 
@@ -330,23 +462,32 @@ class Surrogate:
         s = self._require()
         path = Path(path)
         enc_meta, arrays = s.encoder.state()
-        for prefix, layers in (("ctx", s.ctx_layers), ("mth", s.mth_layers)):
-            for i, (w, b) in enumerate(layers):
-                arrays[f"{prefix}.{i}.w"], arrays[f"{prefix}.{i}.b"] = w, b
-        arrays["emb"] = s.emb
+        for j, member in enumerate(s.members):
+            tag = f"m{j}."
+            for prefix, layers in (("ctx", member.ctx_layers), ("mth", member.mth_layers)):
+                for i, (w, b) in enumerate(layers):
+                    arrays[f"{tag}{prefix}.{i}.w"], arrays[f"{tag}{prefix}.{i}.b"] = w, b
+            arrays[f"{tag}emb"] = member.emb
+            arrays[f"{tag}beta"] = member.beta
         arrays["losses"] = s.losses
+        if s.failures is not None:
+            arrays["fail.weights"] = s.failures.weights
         ev = [(t, h, m, v) for (t, h), d in s.evidence.items() for m, v in d.items()]
         arrays["ev.keys"] = np.asarray([[t, h, m] for t, h, m, _ in ev], dtype=str).reshape(-1, 3)
         arrays["ev.values"] = np.asarray([v for *_, v in ev], dtype=np.float64)
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "metasel_version": __version__,
             "metric": s.metric, "direction": s.direction, "config": asdict(s.config), "embed": self.embed,
-            "embed_dims": self.embed_dims, "encoder": enc_meta, "noise": s.noise, "s_bias": s.s_bias,
+            "embed_dims": self.embed_dims, "encoder": enc_meta,
+            "members": [{"noise": m.noise, "s_bias": m.s_bias} for m in s.members],
             "y_mean": s.y_mean, "y_std": s.y_std, "train_methods": s.train_methods,
-            "num_layers": [len(s.ctx_layers), len(s.mth_layers)],
+            "num_layers": [len(s.members[0].ctx_layers), len(s.members[0].mth_layers)],
             "tasks": s.tasks, "hardware": s.hardware, "methods": s.methods, "data_hash": s.data_hash,
             "fit_info": s.fit_info, "calib_zero": s.calib_zero, "calib_cond": s.calib_cond,
             "calib_seen": s.calib_seen, "train_contexts": sorted(list(k) for k in s.train_contexts),
+            "fail_methods": s.failures.methods if s.failures is not None else None,
+            "fail_overall": s.failures.overall if s.failures is not None else None,
+            "failed_cells": sorted([t, h, m, st] for (t, h), d in s.failed_cells.items() for m, st in d.items()),
         }
         arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -379,9 +520,17 @@ class Surrogate:
         if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
             raise InputDataError(f"{path}: model format {meta.get('format_version')} is newer than this metasel reads "
                                  f"({FORMAT_VERSION}); upgrade metasel")
+        if meta["format_version"] < FORMAT_VERSION:
+            raise InputDataError(f"{path}: model format {meta['format_version']} was written by an older metasel; "
+                                 f"fit it again (metasel fit)")
         try:
-            layers = {p: [(arrays[f"{p}.{i}.w"], arrays[f"{p}.{i}.b"]) for i in range(n)]
-                      for p, n in zip(("ctx", "mth"), meta["num_layers"])}
+            members = []
+            for j, scales in enumerate(meta["members"]):
+                tag = f"m{j}."
+                layers = {p: [(arrays[f"{tag}{p}.{i}.w"], arrays[f"{tag}{p}.{i}.b"]) for i in range(n)]
+                          for p, n in zip(("ctx", "mth"), meta["num_layers"])}
+                members.append(_Member(layers["ctx"], layers["mth"], arrays[f"{tag}emb"], float(scales["noise"]),
+                                       float(scales["s_bias"]), np.asarray(arrays[f"{tag}beta"], dtype=float)))
             config = TrainConfig(**meta["config"])
             encoder = FeatureEncoder.from_state(meta["encoder"], arrays)
             keys = arrays["ev.keys"]
@@ -390,32 +539,42 @@ class Surrogate:
                 evidence.setdefault((t, h), {})[m] = float(v)
             state = _State(
                 metric=meta["metric"], direction=meta["direction"], config=config, encoder=encoder,
-                ctx_layers=layers["ctx"], mth_layers=layers["mth"], emb=arrays["emb"], noise=float(meta["noise"]),
-                s_bias=float(meta["s_bias"]), y_mean=float(meta["y_mean"]), y_std=float(meta["y_std"]),
+                members=members, y_mean=float(meta["y_mean"]), y_std=float(meta["y_std"]),
                 train_methods=list(meta["train_methods"]), tasks=meta["tasks"], hardware=meta["hardware"],
                 methods=meta["methods"], evidence=evidence, data_hash=meta["data_hash"], losses=arrays["losses"],
                 fit_info=meta.get("fit_info", {}), calib_zero=float(meta.get("calib_zero", 1.0)),
                 calib_cond=float(meta.get("calib_cond", 1.0)), calib_seen=float(meta.get("calib_seen", 1.0)),
                 train_contexts=frozenset(tuple(k) for k in meta.get("train_contexts", [])),
             )
+            if meta.get("fail_methods") is not None:
+                state.failures = _Failures(list(meta["fail_methods"]), np.asarray(arrays["fail.weights"], float),
+                                           float(meta["fail_overall"]))
+            for t, h, m, st in meta.get("failed_cells", []):
+                state.failed_cells.setdefault((t, h), {})[m] = st
+            if not members or any(len(m.beta) != len(encoder.pair_columns) for m in members):
+                raise ValueError(f"{len(members)} members; pair-term weights do not match "
+                                 f"the {len(encoder.pair_columns)} pair terms")
         except (KeyError, TypeError, ValueError) as exc:
             raise InputDataError(f"{path}: the model file is incomplete or corrupt ({type(exc).__name__}: {exc})") from exc
         return cls(meta["metric"], config=config, embed=meta["embed"], embed_dims=meta["embed_dims"], _state=state)
 
     def info(self) -> dict[str, Any]:
         s = self._require()
-        return {"metric": s.metric, "direction": s.direction, "noise_std_log": s.noise * s.y_std,
-                "bias_std_log": s.s_bias * s.y_std, "embedder": s.encoder.embed_kind,
+        return {"metric": s.metric, "direction": s.direction,
+                "noise_std_log": float(np.mean([m.noise for m in s.members])) * s.y_std,
+                "noise_per_context": bool(s.config.hetero_noise),
+                "bias_std_log": float(np.mean([m.s_bias for m in s.members])) * s.y_std,
+                "embedder": s.encoder.embed_kind,
                 "methods": len(s.methods), "tasks": len(s.tasks), "hardware": len(s.hardware),
                 "data_hash": s.data_hash, **s.fit_info}
 
 
-def _calibration(template: Surrogate, table: "PerfTable", key) -> tuple[float, float, float]:
+def _calibration(template: Surrogate, table: "PerfTable", key, *, by: str = "task") -> tuple[float, float, float]:
     """Std inflation factors (seen, zero-shot, conditioned) from one inner fit on training data.
 
-    The inner fit leaves out a fifth of the training tasks and a tenth of the other
-    cells. Seen: the left-out cells of contexts it trained on. Zero-shot: the left-out
-    tasks' cells predicted from nothing. Conditioned: each left-out context's cells split
+    The inner fit leaves out a fifth of the training units — tasks, hardware, or groups of
+    tasks (``by``) — and a tenth of the other cells. Seen: the left-out cells of contexts
+    it trained on. Zero-shot: the left-out units' cells predicted from nothing. Conditioned: each left-out context's cells split
     in two halves, one told, the other predicted. Each factor makes 90% of the
     standardised errors fall inside the 90% interval; none is below 1 (only widens).
     """
@@ -423,16 +582,17 @@ def _calibration(template: Surrogate, table: "PerfTable", key) -> tuple[float, f
 
     long = table.long(template.metric)
     long = long[long["value"] > 0].reset_index(drop=True)
-    tasks = sorted(long["task_id"].unique())
-    if len(tasks) < 5:
-        return 1.0, 1.0, 1.0
     rng = np.random.default_rng(int(np.asarray(_key_data(key)).ravel()[-1]) % (2**32))
-    held = set(rng.choice(tasks, size=max(1, len(tasks) // 5), replace=False).tolist())
-    kept = long[~long["task_id"].isin(held)]
+    held_rows = _held_out_rows(table, long, by, rng)
+    if held_rows is None:
+        return 1.0, 1.0, 1.0
+    held = set(zip(long.loc[held_rows, "task_id"], long.loc[held_rows, "hardware_id"]))  # held-out contexts
+    kept = long[~held_rows]
     drop_cells = kept.sample(frac=0.1, random_state=int(rng.integers(2**31))) if len(kept) >= 20 else kept.iloc[0:0]
     dropped = set(zip(drop_cells["task_id"], drop_cells["method"], drop_cells["hardware_id"]))
     obs = table.observations
-    keep_mask = ~obs["task_id"].isin(held) & ~pd_isin_cells(obs, dropped)
+    in_held = np.array([c in held for c in zip(obs["task_id"], obs["hardware_id"])], dtype=bool)
+    keep_mask = ~in_held & ~pd_isin_cells(obs, dropped)
     inner = template._fit_core(table.with_observations(obs[keep_mask]), key)
 
     def zscores(model, cells):
@@ -443,7 +603,7 @@ def _calibration(template: Surrogate, table: "PerfTable", key) -> tuple[float, f
 
     seen_cells = drop_cells[[(t, h) in inner._state.train_contexts for t, h in zip(drop_cells["task_id"], drop_cells["hardware_id"])]]
     z_seen = zscores(inner, seen_cells)
-    test = long[long["task_id"].isin(held)].reset_index(drop=True)
+    test = long[held_rows].reset_index(drop=True)
     z0 = zscores(inner, test)
     told_rows, asked = [], []
     for _, grp in test.groupby(["task_id", "hardware_id"]):
@@ -464,6 +624,61 @@ def _calibration(template: Surrogate, table: "PerfTable", key) -> tuple[float, f
         return float(max(1.0, np.quantile(z, 0.9) / z90)) if len(z) >= 5 else 1.0
 
     return factor(z_seen), factor(z0), factor(z1)
+
+
+def _failures(table: "PerfTable", encoder: FeatureEncoder, tasks: dict, hardware: dict):
+    """Attempted / failed matrices over every context of the table, and its recorded failures."""
+    obs = table.observations
+    keys = [k for k in dict.fromkeys(zip(obs["task_id"], obs["hardware_id"])) if k[0] in tasks and k[1] in hardware]
+    methods = sorted(obs["method"].unique())
+    ci = {k: i for i, k in enumerate(keys)}
+    mi = {m: j for j, m in enumerate(methods)}
+    attempted = np.zeros((len(keys), len(methods)), dtype=bool)
+    failed = np.zeros_like(attempted)
+    failed_cells: dict = {}
+    for t, m, h, st in obs[["task_id", "method", "hardware_id", "status"]].itertuples(index=False):
+        i = ci.get((t, h))
+        if i is None:
+            continue
+        attempted[i, mi[m]] = True
+        if st != "ok":
+            failed[i, mi[m]] = True
+            failed_cells.setdefault((t, h), {})[m] = st
+    failed &= ~_ok_cells(obs, ci, mi, attempted.shape)  # a cell that also succeeded is not a failure
+    x = encoder.contexts([(tasks[t], hardware[h]) for t, h in keys]) if keys else np.zeros((0, encoder.context_dim))
+    return _Failures.fit(np.asarray(x, np.float64), methods, attempted, failed), failed_cells
+
+
+def _ok_cells(obs, ci, mi, shape) -> np.ndarray:
+    ok = np.zeros(shape, dtype=bool)
+    sub = obs[obs["status"] == "ok"]
+    for t, m, h in sub[["task_id", "method", "hardware_id"]].itertuples(index=False):
+        i = ci.get((t, h))
+        if i is not None:
+            ok[i, mi[m]] = True
+    return ok
+
+
+def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> np.ndarray | None:
+    """Rows of ``long`` whose unit (task, hardware, or task group ``by``) is in a random fifth
+    of the units; None when there are too few units to hold any out."""
+    if by == "task":
+        unit = long["task_id"].astype(str)
+    elif by == "hardware":
+        unit = long["hardware_id"].astype(str)
+    else:
+        from metasel.meta.evaluation import group_key
+
+        groups = group_key(table, by)
+        if set(groups.values()) <= {"None"}:
+            raise InputDataError(f"calibrate_by: expected 'task', 'hardware', or a spec path / feature that tasks "
+                                 f"have (such as model.hf_id), got {by!r}, which no task has")
+        unit = long["task_id"].map(groups).astype(str)
+    units = sorted(unit.unique())
+    if len(units) < (5 if by == "task" else 3):
+        return None
+    held_units = set(rng.choice(units, size=max(1, len(units) // 5), replace=False).tolist())
+    return unit.isin(held_units).to_numpy()
 
 
 def pd_isin_cells(obs, cells: set) -> np.ndarray:
