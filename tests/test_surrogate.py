@@ -271,3 +271,21 @@ def replace_fast(**kw):
     from dataclasses import replace
 
     return replace(FAST, **kw)
+
+
+def test_pair_terms_can_be_turned_off(tmp_path):
+    from dataclasses import replace
+    from pathlib import Path
+
+    from metasel.store import read_export
+
+    data = read_export(Path(__file__).resolve().parents[1] / "datasets" / "cpu-v1")
+    small = data.filter(tasks=sorted(data.tasks["task_id"])[:6])
+    on = Surrogate("throughput_tok_s", config=replace(FAST, steps=5), embed="none").fit(small, key=0, calibrate=False)
+    off = Surrogate("throughput_tok_s", config=replace(FAST, steps=5, pair_terms=False), embed="none").fit(
+        small, key=0, calibrate=False)
+    assert len(on._state.encoder.pair_columns) > 0 and len(on._state.members[0].beta) > 0
+    assert len(off._state.encoder.pair_columns) == 0 and len(off._state.members[0].beta) == 0
+    cells = small.observations[["task_id", "method", "hardware_id"]].head(5)
+    again = Surrogate.load(off.save(tmp_path / "off.metasel")).predict(cells)
+    np.testing.assert_array_equal(again.mean, off.predict(cells).mean)

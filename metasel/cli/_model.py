@@ -24,9 +24,11 @@ from metasel.cli._data import open_store
 @click.option("--calibrate-by", default="task", show_default=True,
               help="What the calibration's inner fit leaves out: task, hardware, or a task grouping such as "
                    "model.hf_id — the novelty the model will face.")
+@click.option("--pair-terms/--no-pair-terms", default=True, show_default=True,
+              help="Physics-shaped method x workload terms in the surrogate's mean.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
-def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, members, calibrate_by, seed):
+def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, members, calibrate_by, pair_terms, seed):
     """Fit the Bayesian surrogate on the store and write a model file."""
     from dataclasses import replace
 
@@ -40,7 +42,7 @@ def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, me
     if exclude_flags:
         table = table.filter(exclude_flags=exclude_flags)
     t0 = time.perf_counter()
-    config = replace(TrainConfig(), steps=steps, members=members)
+    config = replace(TrainConfig(), steps=steps, members=members, pair_terms=pair_terms)
     model = Surrogate(metric, config=config, embed=embed).fit(table, key=seed, calibrate_by=calibrate_by)
     model.save(out_path)
     info = model.info()

@@ -38,6 +38,7 @@ class TrainConfig:
     noise_prior: float = 0.1
     bias_prior: float = 0.5
     pair_prior: float = 1.0  # std of the prior on the pair-term weights
+    pair_terms: bool = True  # use the pair terms (off for tables whose methods are frameworks: see docs/results.md)
     hetero_noise: bool = False  # per-context noise scale from the context tower (opt-in: see note)
     members: int = 0  # MAP fits from different keys, predicted as an equal mixture; 0 = auto (by table size)
 

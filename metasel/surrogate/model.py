@@ -256,6 +256,8 @@ class Surrogate:
         method_desc = _descriptor_map(table.methods, "method")
         encoder = FeatureEncoder(embed_kind="hash" if self.embed == "none" else self.embed, embed_dims=self.embed_dims)
         encoder.fit([(tasks[t], hardware[h]) for t, h in ctx_keys], [method_desc[m] for m in methods])
+        if not self.config.pair_terms and encoder.pair_scale is not None:
+            encoder.pair_scale = np.zeros_like(encoder.pair_scale)  # no pair term is used
         xc = encoder.contexts([(tasks[t], hardware[h]) for t, h in ctx_keys])
         xm = encoder.methods([method_desc[m] for m in methods])
         xp = encoder.pairs([(tasks[t], hardware[h]) for t, h in ctx_keys], [method_desc[m] for m in methods])
