@@ -441,6 +441,7 @@ class FeatureEncoder:
     pca_task: _PCA | None = None
     pca_hw: _PCA | None = None
     pca_method: _PCA | None = None
+    pair_terms: bool = True  # False: no pair term is used (all scales 0)
     pair_scale: np.ndarray | None = None  # RMS of each pair term on the training pairs; 0 = unused
     embedder: Embedder | None = field(default=None, repr=False)
 
@@ -468,7 +469,7 @@ class FeatureEncoder:
         self.embed_kind = self.embedder.kind
         self.context_scaler = _Scaler.fit([self._context_row(t, h) for t, h in contexts])
         self.method_scaler = _Scaler.fit([self._method_row(m) for m in methods])
-        raw = self._pair_raw(contexts, methods)
+        raw = self._pair_raw(contexts, methods) if self.pair_terms else np.zeros((0, 0, len(PAIR_TERMS)))
         rms = np.sqrt(np.mean(raw ** 2, axis=(0, 1))) if raw.size else np.zeros(len(PAIR_TERMS))
         self.pair_scale = np.where(rms > 1e-9, rms, 0.0)
         if self.embed_dims > 0:

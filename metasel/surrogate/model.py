@@ -254,10 +254,9 @@ class Surrogate:
         tasks = _descriptor_map(table.tasks, "task_id")
         hardware = _descriptor_map(table.hardware, "hardware_id")
         method_desc = _descriptor_map(table.methods, "method")
-        encoder = FeatureEncoder(embed_kind="hash" if self.embed == "none" else self.embed, embed_dims=self.embed_dims)
+        encoder = FeatureEncoder(embed_kind="hash" if self.embed == "none" else self.embed, embed_dims=self.embed_dims,
+                                 pair_terms=self.config.pair_terms)
         encoder.fit([(tasks[t], hardware[h]) for t, h in ctx_keys], [method_desc[m] for m in methods])
-        if not self.config.pair_terms and encoder.pair_scale is not None:
-            encoder.pair_scale = np.zeros_like(encoder.pair_scale)  # no pair term is used
         xc = encoder.contexts([(tasks[t], hardware[h]) for t, h in ctx_keys])
         xm = encoder.methods([method_desc[m] for m in methods])
         xp = encoder.pairs([(tasks[t], hardware[h]) for t, h in ctx_keys], [method_desc[m] for m in methods])
@@ -421,9 +420,8 @@ class Surrogate:
         if s.failures is None:
             return np.zeros(len(frame))
         p = s.failures.p_fail(self._context_inputs(ctx_keys, tasks, hardware), names)
-        own = {(t, h, m) for (t, h), ms in s.failed_cells.items() for m in ms}
         out = p[[ci[k] for k in zip(frame["task_id"], frame["hardware_id"])], [mi[m] for m in frame["method"]]]
-        hit = [(t, h, m) in own for t, m, h in frame.itertuples(index=False)]
+        hit = [m in s.failed_cells.get((t, h), ()) for t, m, h in frame.itertuples(index=False)]
         return np.where(hit, 1.0, out)
 
     def condition(self, observations: "PerfTable") -> "Surrogate":
@@ -636,29 +634,25 @@ def _failures(table: "PerfTable", encoder: FeatureEncoder, tasks: dict, hardware
     ci = {k: i for i, k in enumerate(keys)}
     mi = {m: j for j, m in enumerate(methods)}
     attempted = np.zeros((len(keys), len(methods)), dtype=bool)
-    failed = np.zeros_like(attempted)
-    failed_cells: dict = {}
+    ok = np.zeros_like(attempted)
+    status: dict = {}  # (i, j) -> a failure status
     for t, m, h, st in obs[["task_id", "method", "hardware_id", "status"]].itertuples(index=False):
         i = ci.get((t, h))
         if i is None:
             continue
         attempted[i, mi[m]] = True
-        if st != "ok":
-            failed[i, mi[m]] = True
-            failed_cells.setdefault((t, h), {})[m] = st
-    failed &= ~_ok_cells(obs, ci, mi, attempted.shape)  # a cell that also succeeded is not a failure
+        if st == "ok":
+            ok[i, mi[m]] = True
+        else:
+            status[i, mi[m]] = st
+    failed = np.zeros_like(attempted)
+    failed_cells: dict = {}
+    for (i, j), st in status.items():
+        if not ok[i, j]:  # a cell that also succeeded is not a failure
+            failed[i, j] = True
+            failed_cells.setdefault(keys[i], {})[methods[j]] = st
     x = encoder.contexts([(tasks[t], hardware[h]) for t, h in keys]) if keys else np.zeros((0, encoder.context_dim))
     return _Failures.fit(np.asarray(x, np.float64), methods, attempted, failed), failed_cells
-
-
-def _ok_cells(obs, ci, mi, shape) -> np.ndarray:
-    ok = np.zeros(shape, dtype=bool)
-    sub = obs[obs["status"] == "ok"]
-    for t, m, h in sub[["task_id", "method", "hardware_id"]].itertuples(index=False):
-        i = ci.get((t, h))
-        if i is not None:
-            ok[i, mi[m]] = True
-    return ok
 
 
 def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> np.ndarray | None:
