@@ -79,6 +79,10 @@ def test_evaluate_end_to_end_small():
     for curves in res.anytime.values():
         arr = np.asarray(curves)
         assert (np.diff(arr, axis=1) <= 1e-12).all()
+    # every context's benchmark order is kept, and its regret@k is what the summary averages
+    mine = [tr for tr in res.traces if tr["strategy"] == "metasel"]
+    assert len(mine) == len({(r["task_id"], r["hardware_id"]) for r in res.rows}) and all(len(tr["order"]) <= 3 for tr in mine)
+    assert math.isclose(np.mean([tr["regret_at"][1] for tr in mine]), s["metasel"]["regret@2"])
 
 
 def test_evaluate_cli_on_generic_csv_with_folds(tmp_path):

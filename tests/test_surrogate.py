@@ -286,6 +286,70 @@ def test_pair_terms_can_be_turned_off(tmp_path):
         small, key=0, calibrate=False)
     assert len(on._state.encoder.pair_columns) > 0 and len(on._state.members[0].beta) > 0
     assert len(off._state.encoder.pair_columns) == 0 and len(off._state.members[0].beta) == 0
+    assert len(on._state.members[0].tau) == len(on._state.members[0].beta)
+    flat = Surrogate("throughput_tok_s", config=replace(FAST, steps=5, pair_slopes=False), embed="none").fit(
+        small, key=0, calibrate=False)
+    assert len(flat._state.members[0].beta) > 0 and len(flat._state.members[0].tau) == 0
+    # a format-2 file (before pair slopes) still loads, as a model without them
+    import io
+    import json
+
+    with np.load(flat.save(tmp_path / "flat.metasel")) as z:
+        arrays = {k: z[k] for k in z.files if not k.endswith(".tau")}
+    meta = json.loads(arrays["meta.json"].tobytes().decode())
+    meta["format_version"] = 2
+    del meta["config"]["pair_slopes"], meta["config"]["slope_prior"]
+    arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    (tmp_path / "v2.metasel").write_bytes(buf.getvalue())
+    cells5 = small.observations[["task_id", "method", "hardware_id"]].head(5)
+    np.testing.assert_array_equal(Surrogate.load(tmp_path / "v2.metasel").predict(cells5).std, flat.predict(cells5).std)
     cells = small.observations[["task_id", "method", "hardware_id"]].head(5)
     again = Surrogate.load(off.save(tmp_path / "off.metasel")).predict(cells)
     np.testing.assert_array_equal(again.mean, off.predict(cells).mean)
+
+
+def test_pair_slopes_are_gaussian_conditioning_of_the_joint_covariance(tmp_path):
+    """With per-context pair slopes, a context's values are jointly Gaussian with covariance
+    psi diag(prior) psi' + Z diag(tau^2) Z' + noise^2 I; predict (zero-shot and after a told
+    value) must be exactly that Gaussian, and it must survive save/load."""
+    from dataclasses import replace as dc_replace
+    from pathlib import Path
+
+    from metasel.store import read_export
+    from metasel.table import PerfTable
+
+    data = read_export(Path(__file__).resolve().parents[1] / "datasets" / "cpu-v1")
+    small = data.filter(tasks=sorted(data.tasks["task_id"])[:8])
+    model = Surrogate("throughput_tok_s", config=replace_fast(steps=5), embed="none").fit(small, key=0, calibrate=False)
+    s = model._state
+    member = s.members[0]
+    assert model.config.pair_slopes and len(member.tau) == len(s.encoder.pair_columns) > 0
+    member.tau = np.linspace(0.5, 1.5, len(member.tau))  # large slopes, so they matter
+    task, hw = sorted(s.train_contexts)[0]
+    model = model.forget([task])
+    names = sorted(s.methods)
+    xm = model._method_inputs(names, s.methods)
+    hm = model._method_outputs(member, names, xm)
+    cfg = model.config
+    psi = np.concatenate([np.ones((len(names), 1)), hm[:, 1 + cfg.k:]], axis=1)
+    prior = np.concatenate([[member.s_bias ** 2], np.ones(cfg.rank)])
+    z = s.encoder.pairs([(s.tasks[task], s.hardware[hw])], [s.methods[m] for m in names])[0]
+    cov = (psi * prior) @ psi.T + (z * member.tau ** 2) @ z.T + member.noise ** 2 * np.eye(len(names))
+    cells = [(task, m, hw) for m in names]
+    zero = model.predict(cells)
+    mu = (zero.mean - s.y_mean) / s.y_std
+    np.testing.assert_allclose((zero.std / s.y_std) ** 2, np.diag(cov), rtol=1e-6)
+    # one told value moves every method by its covariance with the told one
+    told = names.index("int8_dynamic+static_batching")
+    value = float(np.exp(zero.mean[told] + 0.3))
+    after = model.condition(PerfTable([{"task_id": task, "method": names[told], "hardware_id": hw,
+                                        "throughput_tok_s": value}], source="test")).predict(cells)
+    y = (np.log(value) - s.y_mean) / s.y_std
+    cross = cov[:, told] - member.noise ** 2 * (np.arange(len(names)) == told)  # the told value's own noise is its own
+    np.testing.assert_allclose((after.mean - s.y_mean) / s.y_std, mu + cross / cov[told, told] * (y - mu[told]),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose((after.std / s.y_std) ** 2, np.diag(cov) - cross ** 2 / cov[told, told], rtol=1e-6)
+    again = Surrogate.load(model.save(tmp_path / "slopes.metasel"))
+    np.testing.assert_array_equal(again.predict(cells).std, zero.std)

@@ -26,9 +26,12 @@ from metasel.cli._data import open_store
                    "model.hf_id — the novelty the model will face.")
 @click.option("--pair-terms/--no-pair-terms", default=True, show_default=True,
               help="Physics-shaped method x workload terms in the surrogate's mean.")
+@click.option("--pair-slopes/--no-pair-slopes", default=True, show_default=True,
+              help="Let each task have its own pair-term effects (methods sharing a technique move together).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
-def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, members, calibrate_by, pair_terms, seed):
+def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, members, calibrate_by, pair_terms,
+            pair_slopes, seed):
     """Fit the Bayesian surrogate on the store and write a model file."""
     from dataclasses import replace
 
@@ -42,7 +45,7 @@ def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, me
     if exclude_flags:
         table = table.filter(exclude_flags=exclude_flags)
     t0 = time.perf_counter()
-    config = replace(TrainConfig(), steps=steps, members=members, pair_terms=pair_terms)
+    config = replace(TrainConfig(), steps=steps, members=members, pair_terms=pair_terms, pair_slopes=pair_slopes)
     model = Surrogate(metric, config=config, embed=embed).fit(table, key=seed, calibrate_by=calibrate_by)
     model.save(out_path)
     info = model.info()

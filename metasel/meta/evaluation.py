@@ -203,6 +203,7 @@ class EvalResult:
     coverage: list[dict] = field(default_factory=list)
     anytime: dict[str, list[list[float]]] = field(default_factory=dict)  # strategy -> per context regrets k=1..K
     to_oracle: dict[str, list[float]] = field(default_factory=dict)
+    traces: list[dict] = field(default_factory=list)  # per (context, strategy): benchmark order and regret@k
     seconds: float = 0.0
 
 
@@ -307,6 +308,9 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
                 result.anytime.setdefault(name, []).append(curve)
                 hit = next((k + 1 for k, j in enumerate(order) if true[j] == true[oracle]), len(order))
                 result.to_oracle.setdefault(name, []).append(float(hit))
+                result.traces.append({"fold": fold.name, "task_id": t, "hardware_id": h, "strategy": name,
+                                      "order": [methods[j] for j in order[:anytime_k]], "regret_at": curve,
+                                      "to_oracle": float(hit)})
         if progress:
             progress(f"[{n}/{len(folds)}] {fold.name}: {len(fold.test_contexts)} context(s), {time.monotonic() - t0:.0f}s")
     result.seconds = time.monotonic() - t0
@@ -337,11 +341,13 @@ def _evaluate_parallel(table, metric, folds, *, jobs, progress, **kwargs) -> Eva
         r = parts[k]
         merged.rows += r.rows
         merged.coverage += r.coverage
+        merged.traces += r.traces
         for name, curves in r.anytime.items():
             merged.anytime.setdefault(name, []).extend(curves)
         for name, hits in r.to_oracle.items():
             merged.to_oracle.setdefault(name, []).extend(hits)
     merged.rows.sort(key=lambda r: order[r["fold"]])
+    merged.traces.sort(key=lambda r: order[r["fold"]])
     merged.seconds = time.monotonic() - t0
     return merged
 
@@ -458,7 +464,8 @@ def write_report(result: EvalResult, out_dir: str | Path, *, title: str, anytime
     (out / "results.md").write_text(md)
     (out / "results.json").write_text(json.dumps({"title": title, "metric": result.metric, "direction": result.direction,
                                                   "summary": summary, "per_context": result.rows,
-                                                  "seconds": result.seconds}, indent=1, default=float))
+                                                  "anytime_per_context": result.traces,
+                                                  "seconds": result.seconds}, separators=(",", ":"), default=float))
     curves = {name: np.asarray(c).mean(axis=0).tolist() for name, c in result.anytime.items()}
     plot_curve(curves, f"{title}: anytime regret", "mean relative regret", str(out / "anytime.png"))
     import pandas as pd

@@ -2,8 +2,9 @@
 
 The model, in standardised log-metric units, for context c = (task, hardware) and method m::
 
-    y[c, m] = a(x_c) + c(x_m) + f(x_c) . g(x_m) + beta . z(c, m) + w_c . psi_m + eps
+    y[c, m] = a(x_c) + c(x_m) + f(x_c) . g(x_m) + (beta + u_c) . z(c, m) + w_c . psi_m + eps
     psi_m   = [1, phi(x_m)],   w_c ~ N(0, diag(s_bias^2, 1, ..., 1)),   eps ~ N(0, noise_c^2)
+    u_c     ~ N(0, diag(tau^2))   (``pair_slopes``: each context's own pair-term effects)
     noise_c = noise * exp(r(x_c))   (with ``hetero_noise``; r clipped to [-3, 3])
 
 a, f come from the context tower, c, g, phi from the method tower plus a free embedding
@@ -12,10 +13,16 @@ one more output of the context tower, so a context whose measurements are noisie
 GPU timing launch-bound toy models, say) pulls the shared towers less. z(c, m) are the pair terms of
 ``metasel.meta.features.pair_terms`` (what a method's techniques should do for a
 workload on a hardware: batching gain, weight bytes saved, ...), with weights
-beta ~ N(0, pair_prior^2). The per-context latent w_c is integrated
+beta ~ N(0, pair_prior^2). u_c are random slopes: how much batching (or int8, or
+speculative decoding) helps varies from context to context around beta, and it varies
+alike for every method that uses the technique. So two methods with the same pair terms
+in a context (int8 with and without static batching, at batch size 1) are strongly
+correlated there, while a method with other techniques stays uncertain: measuring one
+tells the active loop about its twins. The latents w_c and u_c are integrated
 out exactly: each context's observed values are jointly Gaussian, and the likelihood is
-their multivariate normal density. noise and s_bias get log-normal priors; towers get a
-Gaussian weight prior. AutoDelta makes SVI find the posterior mode of all of these.
+their multivariate normal density. noise, s_bias and tau get log-normal priors; towers get a
+Gaussian weight prior. AutoDelta makes SVI find the posterior mode of all of these
+(type-II maximum likelihood for the variances, since the latents are integrated out).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ class TrainConfig:
     bias_prior: float = 0.5
     pair_prior: float = 1.0  # std of the prior on the pair-term weights
     pair_terms: bool = True  # use the pair terms (off for tables whose methods are frameworks: see docs/results.md)
+    pair_slopes: bool = True  # per-context random slopes on the pair terms (correlates methods sharing a technique)
+    slope_prior: float = 0.2  # median of the log-normal prior on each slope's std (tau)
     hetero_noise: bool = False  # per-context noise scale from the context tower (opt-in: see note)
     members: int = 0  # MAP fits from different keys, predicted as an equal mixture; 0 = auto (by table size)
 
@@ -126,10 +135,14 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
             beta = numpyro.sample("beta", dist.Normal(0.0, cfg.pair_prior).expand([P]).to_event(1))
             mu = mu + xp_j @ beta
         scale = jnp.concatenate([s_bias[None], jnp.ones(cfg.rank)])
-        k_mat = (psi * scale ** 2) @ psi.T
+        k_mat = ((psi * scale ** 2) @ psi.T)[None]
+        if P and cfg.pair_slopes:
+            tau = numpyro.sample("tau", dist.LogNormal(math.log(cfg.slope_prior), 1.0).expand([P]).to_event(1))
+            zs = xp_j * tau
+            k_mat = k_mat + jnp.einsum("cmp,cnp->cmn", zs, zs)
         noise_c = noise * jnp.exp(jnp.clip(hc[:, 1 + cfg.k], -3.0, 3.0)) if cfg.hetero_noise else noise * jnp.ones(C)
         m2 = mask_j[:, :, None] * mask_j[:, None, :]
-        cov = m2 * (k_mat[None] + noise_c[:, None, None] ** 2 * eye[None]) + (1.0 - mask_j)[:, :, None] * eye[None]
+        cov = m2 * (k_mat + noise_c[:, None, None] ** 2 * eye[None]) + (1.0 - mask_j)[:, :, None] * eye[None]
         resid = (y_j - mu) * mask_j
         chol = jnp.linalg.cholesky(cov)
         z = jax.scipy.linalg.solve_triangular(chol, resid[..., None], lower=True)[..., 0]
@@ -141,6 +154,8 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
     # (the covariance is quadratic in them), so a symmetric start would never leave it.
     key_emb, key_svi = jax.random.split(key_svi)
     init = {"emb": 0.1 * jax.random.normal(key_emb, (M, width)), "noise": jnp.asarray(0.3), "s_bias": jnp.asarray(0.5)}
+    if P and cfg.pair_slopes:
+        init["tau"] = jnp.full(P, cfg.slope_prior)
     guide = AutoDelta(model, init_loc_fn=init_to_value(values=init))
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, min(100, cfg.steps // 10 + 1), cfg.steps, cfg.lr * 0.05)
     optim = numpyro.optim.optax_to_numpyro(optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
@@ -165,5 +180,6 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
         "emb": np.asarray(params["emb_auto_loc"], np.float64),
         "noise": float(params["noise_auto_loc"]), "s_bias": float(params["s_bias_auto_loc"]),
         "beta": np.asarray(params["beta_auto_loc"], np.float64) if P else np.zeros(0),
+        "tau": np.asarray(params["tau_auto_loc"], np.float64) if P and cfg.pair_slopes else np.zeros(0),
         "losses": losses, "nnx_version": getattr(nnx, "__name__", "flax.nnx"),
     }

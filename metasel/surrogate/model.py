@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from metasel.table import PerfTable
 
 FORMAT = "metasel-model"
-FORMAT_VERSION = 2  # 2: an ensemble of members, pair terms, per-context noise
+FORMAT_VERSION = 3  # 2: an ensemble of members, pair terms, per-context noise; 3: pair slopes
+OLDEST_READABLE = 2  # a format-2 file is a format-3 model without pair slopes
 AUTO_ENSEMBLE_MAX_CELLS = 3000  # members=0 (auto): 3 fits up to this many training cells, 1 above
 
 
@@ -86,11 +87,12 @@ class _Member:
     noise: float
     s_bias: float
     beta: np.ndarray  # weights of the encoder's pair terms
+    tau: np.ndarray = field(default_factory=lambda: np.zeros(0))  # std of each context's own pair slopes (none: empty)
 
     @classmethod
     def from_params(cls, params: dict) -> "_Member":
         return cls(params["ctx_layers"], params["mth_layers"], params["emb"], params["noise"], params["s_bias"],
-                   params["beta"])
+                   params["beta"], params.get("tau", np.zeros(0)))
 
 
 @dataclass
@@ -393,8 +395,11 @@ class Surrogate:
         mu_all = a[:, None] + c[None, :] + f @ g.T  # (contexts, methods)
         if xp is not None and len(member.beta):
             mu_all = mu_all + xp @ member.beta
+        slopes = xp is not None and len(member.tau) > 0  # each context's own pair-term effects
         mean = mu_all[cidx, midx]
         var = ((psi ** 2) @ prior_var)[midx] + noise_var_c[cidx]
+        if slopes:
+            var = var + (xp[cidx, midx] ** 2) @ member.tau ** 2
         for i, key in enumerate(ctx_keys):
             ev = s.evidence.get(key)
             if not ev:
@@ -403,7 +408,9 @@ class Surrogate:
             obs = np.array([mi[m] for m in ev], dtype=int)
             y = np.zeros(len(names))
             y[obs] = list(ev.values())
-            mean[rows], var[rows] = _numpy.posterior(mu_all[i], psi, prior_var, noise_var_c[i], y, obs, midx[rows])
+            psi_i, prior_i = (np.concatenate([psi, xp[i]], axis=1), np.concatenate([prior_var, member.tau ** 2])) \
+                if slopes else (psi, prior_var)
+            mean[rows], var[rows] = _numpy.posterior(mu_all[i], psi_i, prior_i, noise_var_c[i], y, obs, midx[rows])
         return mean, var
 
     def p_fail(self, cells, *, table: "PerfTable | None" = None) -> np.ndarray:
@@ -469,6 +476,7 @@ class Surrogate:
                     arrays[f"{tag}{prefix}.{i}.w"], arrays[f"{tag}{prefix}.{i}.b"] = w, b
             arrays[f"{tag}emb"] = member.emb
             arrays[f"{tag}beta"] = member.beta
+            arrays[f"{tag}tau"] = member.tau
         arrays["losses"] = s.losses
         if s.failures is not None:
             arrays["fail.weights"] = s.failures.weights
@@ -520,7 +528,7 @@ class Surrogate:
         if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
             raise InputDataError(f"{path}: model format {meta.get('format_version')} is newer than this metasel reads "
                                  f"({FORMAT_VERSION}); upgrade metasel")
-        if meta["format_version"] < FORMAT_VERSION:
+        if meta["format_version"] < OLDEST_READABLE:
             raise InputDataError(f"{path}: model format {meta['format_version']} was written by an older metasel; "
                                  f"fit it again (metasel fit)")
         try:
@@ -530,7 +538,8 @@ class Surrogate:
                 layers = {p: [(arrays[f"{tag}{p}.{i}.w"], arrays[f"{tag}{p}.{i}.b"]) for i in range(n)]
                           for p, n in zip(("ctx", "mth"), meta["num_layers"])}
                 members.append(_Member(layers["ctx"], layers["mth"], arrays[f"{tag}emb"], float(scales["noise"]),
-                                       float(scales["s_bias"]), np.asarray(arrays[f"{tag}beta"], dtype=float)))
+                                       float(scales["s_bias"]), np.asarray(arrays[f"{tag}beta"], dtype=float),
+                                       np.asarray(arrays.get(f"{tag}tau", np.zeros(0)), dtype=float)))
             config = TrainConfig(**meta["config"])
             encoder = FeatureEncoder.from_state(meta["encoder"], arrays)
             keys = arrays["ev.keys"]
@@ -551,7 +560,8 @@ class Surrogate:
                                            float(meta["fail_overall"]))
             for t, h, m, st in meta.get("failed_cells", []):
                 state.failed_cells.setdefault((t, h), {})[m] = st
-            if not members or any(len(m.beta) != len(encoder.pair_columns) for m in members):
+            if not members or any(len(m.beta) != len(encoder.pair_columns) or len(m.tau) not in (0, len(m.beta))
+                                  for m in members):
                 raise ValueError(f"{len(members)} members; pair-term weights do not match "
                                  f"the {len(encoder.pair_columns)} pair terms")
         except (KeyError, TypeError, ValueError) as exc:
