@@ -314,7 +314,6 @@ def test_pair_slopes_are_gaussian_conditioning_of_the_joint_covariance(tmp_path)
     """With per-context pair slopes, a context's values are jointly Gaussian with covariance
     psi diag(prior) psi' + Z diag(tau^2) Z' + noise^2 I; predict (zero-shot and after a told
     value) must be exactly that Gaussian, and it must survive save/load."""
-    from dataclasses import replace as dc_replace
     from pathlib import Path
 
     from metasel.store import read_export

@@ -351,7 +351,7 @@ class Surrogate:
         s = self._require()
         frame = _cells_frame(cells)
         tasks, hardware, methods = self._catalog(table)
-        ctx_keys = list(dict.fromkeys(zip(frame["task_id"], frame["hardware_id"])))
+        ctx_keys = _context_keys(frame)
         ev_methods = {m for key in ctx_keys for m in s.evidence.get(key, {})}
         names = sorted(set(frame["method"]) | ev_methods)
         mi = {m: i for i, m in enumerate(names)}
@@ -359,9 +359,7 @@ class Surrogate:
         xc = self._context_inputs(ctx_keys, tasks, hardware)
         xp = s.encoder.pairs([(tasks[t], hardware[h]) for t, h in ctx_keys], [methods[m] for m in names]) \
             if len(s.encoder.pair_columns) else None
-        ci = {k: i for i, k in enumerate(ctx_keys)}
-        cidx = np.array([ci[k] for k in zip(frame["task_id"], frame["hardware_id"])], dtype=int)
-        midx = np.array([mi[m] for m in frame["method"]], dtype=int)
+        cidx, midx = _cell_positions(frame, ctx_keys, names)
         order = np.argsort(cidx, kind="stable")
         bounds = np.searchsorted(cidx[order], np.arange(len(ctx_keys) + 1))
         means, variances = [], []
@@ -396,6 +394,8 @@ class Surrogate:
         if xp is not None and len(member.beta):
             mu_all = mu_all + xp @ member.beta
         slopes = xp is not None and len(member.tau) > 0  # each context's own pair-term effects
+        if slopes:
+            slope_prior_var = np.concatenate([prior_var, member.tau ** 2])  # latent, then slopes
         mean = mu_all[cidx, midx]
         var = ((psi ** 2) @ prior_var)[midx] + noise_var_c[cidx]
         if slopes:
@@ -408,8 +408,7 @@ class Surrogate:
             obs = np.array([mi[m] for m in ev], dtype=int)
             y = np.zeros(len(names))
             y[obs] = list(ev.values())
-            psi_i, prior_i = (np.concatenate([psi, xp[i]], axis=1), np.concatenate([prior_var, member.tau ** 2])) \
-                if slopes else (psi, prior_var)
+            psi_i, prior_i = (np.concatenate([psi, xp[i]], axis=1), slope_prior_var) if slopes else (psi, prior_var)
             mean[rows], var[rows] = _numpy.posterior(mu_all[i], psi_i, prior_i, noise_var_c[i], y, obs, midx[rows])
         return mean, var
 
@@ -419,15 +418,13 @@ class Surrogate:
         the very cell counts as certain)."""
         s = self._require()
         frame = _cells_frame(cells)
-        tasks, hardware, methods = self._catalog(table)
-        ctx_keys = list(dict.fromkeys(zip(frame["task_id"], frame["hardware_id"])))
-        names = sorted(set(frame["method"]))
-        ci = {k: i for i, k in enumerate(ctx_keys)}
-        mi = {m: i for i, m in enumerate(names)}
         if s.failures is None:
             return np.zeros(len(frame))
+        tasks, hardware, _ = self._catalog(table)
+        ctx_keys = _context_keys(frame)
+        names = sorted(set(frame["method"]))
         p = s.failures.p_fail(self._context_inputs(ctx_keys, tasks, hardware), names)
-        out = p[[ci[k] for k in zip(frame["task_id"], frame["hardware_id"])], [mi[m] for m in frame["method"]]]
+        out = p[_cell_positions(frame, ctx_keys, names)]
         hit = [m in s.failed_cells.get((t, h), ()) for t, m, h in frame.itertuples(index=False)]
         return np.where(hit, 1.0, out)
 
@@ -685,6 +682,19 @@ def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> np
         return None
     held_units = set(rng.choice(units, size=max(1, len(units) // 5), replace=False).tolist())
     return unit.isin(held_units).to_numpy()
+
+
+def _context_keys(frame: "pd.DataFrame") -> list[tuple[str, str]]:
+    """The distinct (task, hardware) pairs of a cells frame, in first-seen order."""
+    return list(dict.fromkeys(zip(frame["task_id"], frame["hardware_id"])))
+
+
+def _cell_positions(frame: "pd.DataFrame", ctx_keys: list[tuple[str, str]], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's row in ``ctx_keys`` and column in ``names``."""
+    ci = {k: i for i, k in enumerate(ctx_keys)}
+    mi = {m: j for j, m in enumerate(names)}
+    return (np.array([ci[k] for k in zip(frame["task_id"], frame["hardware_id"])], dtype=int),
+            np.array([mi[m] for m in frame["method"]], dtype=int))
 
 
 def pd_isin_cells(obs, cells: set) -> np.ndarray:
