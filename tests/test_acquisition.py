@@ -115,3 +115,33 @@ def test_selector_minimises_when_the_metric_does():
     mock = MockSurrogate({"a": math.log(10), "b": math.log(5)}, {"a": 0.1, "b": 0.1}, direction="min")
     sel = Selector(mock, "t", "h")
     assert sel.ask().method == "b"
+
+
+class TwinMock(MockSurrogate):
+    """The mock, plus a task on which ``b+batch`` runs the same computation as ``b``."""
+
+    def same_computation(self, task_id, methods):
+        return {m: ("b" if m == "b+batch" else m) for m in methods}
+
+
+def test_selector_never_benchmarks_the_same_computation_twice():
+    means = {"a": math.log(10), "b": math.log(12), "b+batch": math.log(12), "c": math.log(9)}
+    stds = {"a": 0.3, "b": 0.3, "b+batch": 0.3, "c": 0.3}
+    sel = Selector(TwinMock(means, stds), "t", "h", rule=StopRule(min_gain=0.0))
+    assert sel.state.same == {"b+batch": "b"}
+    assert sel.ask().method == "b"
+    sel.tell("b", 12.0)
+    # b+batch is still predicted 12 ± 0.3, but it would only measure b again
+    assert "b+batch" not in sel.state.remaining() and sel.ask().method in ("a", "c")
+    order = ["b"]
+    while (ask := sel.ask()).method is not None:
+        sel.tell(ask.method, 9.5)
+        order.append(ask.method)
+    assert sorted(order) == ["a", "b", "c"] and "every candidate computation" in ask.reason
+    # a failed twin fails for both; with skip_repeats=False the twin is a candidate again
+    sel = Selector(TwinMock(means, stds), "t", "h", rule=StopRule(min_gain=0.0))
+    sel.tell("b+batch", status="unsupported")
+    assert "b" not in sel.state.remaining()
+    plain = Selector(TwinMock(means, stds), "t", "h", rule=StopRule(min_gain=0.0), skip_repeats=False)
+    plain.tell("b", 12.0)
+    assert "b+batch" in plain.state.remaining()

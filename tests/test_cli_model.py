@@ -68,3 +68,15 @@ hardware: {threads: 1}
     assert "resuming: 2 benchmark(s)" in r.output
     with Store(store) as s:
         assert s.count() == 8
+    # one request at a time: static batching is plain (sdpa) generation, and suggest says so
+    one = write(tmp_path, "one.yaml", """
+model: {arch: llama, layers: 1, hidden: 48, heads: 2, kv_heads: 1, intermediate: 96, vocab: 256}
+workload: {prompt_len: 10, output_len: 4, batch_size: 1}
+hardware: {threads: 1}
+""")
+    r = run(main, ["--store", str(store), "suggest", "--task", str(one), "--model", str(model), "--json"])
+    rows = {m["method"]: m for m in json.loads(r.stdout)["methods"]}
+    assert rows["static_batching"]["same_as"] == "sdpa" and rows["sdpa"]["same_as"] is None
+    assert rows["static_batching"]["predicted"] == rows["sdpa"]["predicted"]
+    r = run(main, ["--store", str(store), "suggest", "--task", str(one), "--model", str(model)])
+    assert "static_batching (= sdpa)" in r.output and "runs the same computation" in r.output

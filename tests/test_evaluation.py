@@ -85,6 +85,45 @@ def test_evaluate_end_to_end_small():
     assert math.isclose(np.mean([tr["regret_at"][1] for tr in mine]), s["metasel"]["regret@2"])
 
 
+def test_pooled_values_of_identical_computations():
+    true = np.log(np.array([10.0, 9.0, 8.0, np.nan, 11.0]))
+    methods = ["int8", "int8+batch", "int8+cache", "int8+other", "bf16"]
+    same = {"int8+batch": "int8", "int8+cache": "int8", "int8+other": "int8"}
+    pooled = ev._pooled(true, methods, same)
+    assert np.allclose(pooled[:3], np.log([10.0, 9.0, 8.0]).mean()) and np.isnan(pooled[3])
+    assert pooled[4] == true[4] and np.array_equal(ev._pooled(true, methods, {}), true, equal_nan=True)
+
+
+def test_evaluate_pools_identical_computations_on_measured_data():
+    """On the shipped measured data, batch-1 tasks have methods that run the same
+    computation: the report adds metrics that pool them, and metasel's loop never spends a
+    benchmark on a computation it has measured."""
+    from pathlib import Path
+
+    from metasel.store import read_export
+
+    data = read_export(Path(__file__).resolve().parents[1] / "datasets" / "cpu-v1")
+    specs = {t: json.loads(s)["workload"] for t, s in zip(data.tasks["task_id"], data.tasks["spec"])}
+    b1 = sorted(t for t, w in specs.items() if w["batch_size"] == 1 and w["shared_prefix"] == 0)[:3]
+    b4 = sorted(t for t, w in specs.items() if w["batch_size"] > 1)[:3]
+    table = data.filter(tasks=b1 + b4, hardware=sorted(data.hardware["hardware_id"])[:1])
+    folds = [f for f in ev.leave_one_task_out(table, "throughput_tok_s") if f.test_contexts[0][0] in b1[:2] + b4[:1]]
+    res = ev.evaluate(table, "throughput_tok_s", folds, baselines=[SingleBest()], steps=30, members=1, anytime_k=3)
+    assert res.pooled_contexts == 2  # the two batch-1 contexts
+    s = ev.summarise(res)
+    assert 0 <= s["metasel"]["top1_pooled"] <= 1 and "regret_pooled@3" in s["random"]
+    assert s["metasel"]["to_oracle_pooled"] >= 1.0
+    assert "Identical computations as one (2 contexts" in ev.markdown(s, title="t", anytime_k=3)
+    from metasel.meta.features import same_computation
+    from metasel.surrogate.model import _descriptor_map
+
+    tasks, md = _descriptor_map(table.tasks, "task_id"), _descriptor_map(table.methods, "method")
+    for tr in res.traces:
+        if tr["strategy"] == "metasel":
+            same = same_computation(tasks[tr["task_id"]], md)
+            assert len({same[m] for m in tr["order"]}) == len(tr["order"])
+
+
 def test_evaluate_cli_on_generic_csv_with_folds(tmp_path):
     table, _ = low_rank_table(num_tasks=12, num_methods=4, num_hardware=1, density=1.0, seed=3)
     obs = table.observations

@@ -321,7 +321,8 @@ def test_pair_slopes_are_gaussian_conditioning_of_the_joint_covariance(tmp_path)
 
     data = read_export(Path(__file__).resolve().parents[1] / "datasets" / "cpu-v1")
     small = data.filter(tasks=sorted(data.tasks["task_id"])[:8])
-    model = Surrogate("throughput_tok_s", config=replace_fast(steps=5), embed="none").fit(small, key=0, calibrate=False)
+    model = Surrogate("throughput_tok_s", config=replace_fast(steps=5, same_computation=False), embed="none").fit(
+        small, key=0, calibrate=False)
     s = model._state
     member = s.members[0]
     assert model.config.pair_slopes and len(member.tau) == len(s.encoder.pair_columns) > 0
@@ -352,3 +353,108 @@ def test_pair_slopes_are_gaussian_conditioning_of_the_joint_covariance(tmp_path)
     np.testing.assert_allclose((after.std / s.y_std) ** 2, np.diag(cov) - cross ** 2 / cov[told, told], rtol=1e-6)
     again = Surrogate.load(model.save(tmp_path / "slopes.metasel"))
     np.testing.assert_array_equal(again.predict(cells).std, zero.std)
+
+
+def test_same_computation_methods_share_one_value(tmp_path):
+    """At batch size 1 static batching is plain generation, and with no shared prefix a
+    prefix cache caches nothing: those methods are noisy measurements of their plain
+    method's value. Zero-shot they are predicted alike; a told value of one is an
+    observation of the shared value (hand Gaussian conditioning), and two told twins are
+    two independent noisy observations of it. Elsewhere (batch > 1) they stay apart."""
+    import json
+    from pathlib import Path
+
+    from metasel.store import read_export
+    from metasel.table import PerfTable
+
+    data = read_export(Path(__file__).resolve().parents[1] / "datasets" / "cpu-v1")
+    specs = {t: json.loads(s)["workload"] for t, s in zip(data.tasks["task_id"], data.tasks["spec"])}
+    b1 = sorted(t for t, w in specs.items() if w["batch_size"] == 1 and w["shared_prefix"] == 0)[:4]
+    b4 = sorted(t for t, w in specs.items() if w["batch_size"] > 1)[:4]
+    small = data.filter(tasks=b1 + b4)
+    model = Surrogate("throughput_tok_s", config=replace_fast(steps=5, pair_slopes=False), embed="none").fit(
+        small, key=0, calibrate=False)
+    s = model._state
+    member = s.members[0]
+    hw = sorted(s.hardware)[0]
+    twins = ["int8_dynamic", "int8_dynamic+static_batching", "int8_dynamic+prefix_cache"]
+    zero = model.forget([b1[0]]).predict([(b1[0], m, hw) for m in twins])
+    assert np.ptp(zero.mean) == 0 and np.ptp(zero.std) == 0
+    apart = model.forget([b4[0]]).predict([(b4[0], m, hw) for m in twins[:2]])
+    assert apart.mean[0] != apart.mean[1]
+    # hand conditioning: the shared value has prior variance v = psi' diag(prior) psi; each
+    # measurement adds independent noise n
+    fresh = model.forget([b1[0]])
+    names = sorted(s.methods)
+    hm = fresh._method_outputs(member, names, fresh._method_inputs(names, s.methods))
+    psi = np.concatenate([[1.0], hm[names.index("int8_dynamic"), 1 + model.config.k:]])
+    prior = np.concatenate([[member.s_bias ** 2], np.ones(model.config.rank)])
+    v, n = float(psi ** 2 @ prior), member.noise ** 2
+    mu = (zero.mean[0] - s.y_mean) / s.y_std
+    np.testing.assert_allclose((zero.std[0] / s.y_std) ** 2, v + n, rtol=1e-6)
+    y1, y2 = mu + 0.4, mu - 0.1
+    told = [{"task_id": b1[0], "method": m, "hardware_id": hw, "throughput_tok_s": float(np.exp(y * s.y_std + s.y_mean))}
+            for m, y in zip(twins[1:], (y1, y2))]
+    one = fresh.condition(PerfTable(told[:1], source="test")).predict([(b1[0], twins[0], hw)])
+    np.testing.assert_allclose((one.mean[0] - s.y_mean) / s.y_std, mu + v / (v + n) * (y1 - mu), rtol=1e-6)
+    np.testing.assert_allclose((one.std[0] / s.y_std) ** 2, v - v ** 2 / (v + n) + n, rtol=1e-6)
+    two = fresh.condition(PerfTable(told, source="test")).predict([(b1[0], twins[0], hw)])
+    post_var = 1.0 / (1.0 / v + 2.0 / n)
+    np.testing.assert_allclose((two.mean[0] - s.y_mean) / s.y_std, mu + post_var * ((y1 - mu) + (y2 - mu)) / n, rtol=1e-6)
+    np.testing.assert_allclose((two.std[0] / s.y_std) ** 2, post_var + n, rtol=1e-6)
+    # a model without it (or from before it: format 3) keeps every method apart
+    off = Surrogate("throughput_tok_s", config=replace_fast(steps=5, pair_slopes=False, same_computation=False),
+                    embed="none").fit(small, key=0, calibrate=False)
+    assert np.ptp(off.forget([b1[0]]).predict([(b1[0], m, hw) for m in twins]).mean) > 0
+    again = Surrogate.load(model.save(tmp_path / "same.metasel"))
+    np.testing.assert_array_equal(again.forget([b1[0]]).predict([(b1[0], m, hw) for m in twins]).mean, zero.mean)
+
+
+def test_same_computation_groups_only_idle_techniques():
+    from metasel.meta.features import same_computation
+
+    def task(batch, shared, reqs=None):
+        return {"spec": {"workload": {"batch_size": batch, "num_requests": reqs or batch, "shared_prefix": shared,
+                                      "prompt_len": 32, "output_len": 8}}}
+
+    def m(**t):
+        return {"techniques": {"sdpa": 1.0, "static_batching": 0.0, "prefix_cache": 0.0, "int8_dynamic": 0.0, **t}}
+
+    methods = {"sdpa": m(), "static_batching": m(static_batching=1.0), "prefix_cache": m(prefix_cache=1.0),
+               "int8": m(int8_dynamic=1.0), "int8+sb": m(int8_dynamic=1.0, static_batching=1.0)}
+    one = same_computation(task(1, 0.0), methods)
+    assert one == {"sdpa": "sdpa", "static_batching": "sdpa", "prefix_cache": "sdpa", "int8": "int8", "int8+sb": "int8"}
+    # batched with a shared prefix: every technique does something
+    assert same_computation(task(4, 0.5), methods) == {k: k for k in methods}
+    # batched, no shared prefix: only the prefix cache idles; one request: static batching idles too
+    assert same_computation(task(4, 0.0), methods)["prefix_cache"] == "sdpa"
+    assert same_computation(task(4, 0.0), methods)["static_batching"] == "static_batching"
+    assert same_computation(task(4, 0.5, reqs=1), methods)["static_batching"] == "sdpa"
+    # without a plain member, idle twins still share the first name
+    assert same_computation(task(1, 0.0), {k: methods[k] for k in ("static_batching", "prefix_cache")}) == \
+        {"static_batching": "prefix_cache", "prefix_cache": "prefix_cache"}
+    # technique vectors that do not tell two plain methods apart group nothing; nor do foreign ones
+    assert same_computation(task(1, 0.0), {**methods, "eager": m()})["static_batching"] == "static_batching"
+    foreign = {"vllm": {"techniques": {"k0": 1}}, "tgi": {"techniques": {"k0": 1}}}
+    assert same_computation(task(1, 0.0), foreign) == {"vllm": "vllm", "tgi": "tgi"}
+    assert same_computation({"spec": {"kind": "synthetic"}}, methods) == {k: k for k in methods}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memory mappings are counted from /proc")
+def test_compiled_programs_are_dropped_before_mappings_run_out(monkeypatch, synthetic):
+    """Hundreds of fits in one process (an evaluation) must not exhaust the process's memory
+    mappings: past MAX_MAPPINGS, a fit drops jax's compiled programs; below it, it keeps them."""
+    import jax
+
+    from metasel.surrogate import _train
+
+    table, _ = synthetic
+    calls = []
+    monkeypatch.setattr(jax, "clear_caches", lambda: calls.append(1))
+    cfg = TrainConfig(steps=3, members=1)
+    monkeypatch.setattr(_train, "MAX_MAPPINGS", 10**9)
+    Surrogate("value", config=cfg, embed="none").fit(table, key=0, calibrate=False)
+    assert calls == []
+    monkeypatch.setattr(_train, "MAX_MAPPINGS", 0)
+    Surrogate("value", config=cfg, embed="none").fit(table, key=0, calibrate=False)
+    assert calls == [1]

@@ -80,13 +80,16 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
             headers.append("$/1M tok")
         rows = []
         for r in result.rows:
-            row = [r["method"], number(r["predicted"]), f"{number(r['low90'])}-{number(r['high90'])}",
+            row = [r["method"] + (f" (= {r['same_as']})" if r.get("same_as") else ""), number(r["predicted"]), f"{number(r['low90'])}-{number(r['high90'])}",
                    f"{r['p_best']:.2f}", f"{r['p_feasible']:.2f}",
                    number(r["measured"]) if r["measured"] is not None else (r["status"] or "-")]
             if has_cost:
                 row.append(f"{r['usd_per_mtok']:.3f}" if "usd_per_mtok" in r else "-")
             rows.append(row)
         click.echo(table(headers, rows, align="lrrrrr" + "r" * has_cost))
+        if any(r.get("same_as") for r in result.rows):
+            click.echo("(= X): runs the same computation as X on this task (static batching of one request is plain "
+                       "generation; a prefix cache with no shared prefix caches nothing)")
         best = result.rows[0]
         click.echo(f"recommended: {best['method']}" + (" (measured)" if best["measured"] is not None else " (predicted)"))
         click.echo(f"next benchmark: {result.next_method} ({result.next_reason})" if result.next_method

@@ -25,13 +25,15 @@ from metasel.cli import main
 @click.option("--members", type=click.IntRange(0), default=0, show_default=True,
               help="Fits in the ensemble; 0 = 3 up to 3,000 observations, else 1.")
 @click.option("--anytime", "anytime_k", type=click.IntRange(1, 20), default=5, show_default=True)
+@click.option("--skip-repeats/--no-skip-repeats", default=True, show_default=True,
+              help="metasel's loop never benchmarks a method that runs the same computation as one it measured.")
 @click.option("--max-folds", type=click.IntRange(1), default=None, help="Evaluate only the first N folds (quick looks).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="Processes to spread the folds over.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.md/.json and plots.")
 @click.option("--title", default=None, help="Title of the results table.")
 def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclude_flags, hardware_ids, baselines, steps,
-                 embed, members, anytime_k, max_folds, seed, jobs, out_dir, title):
+                 embed, members, anytime_k, skip_repeats, max_folds, seed, jobs, out_dir, title):
     """Replay held-out tasks offline: metasel against the algorithm-selection baselines.
 
     Same folds and seeds for every strategy; each fold fits its encoder, baselines
@@ -87,7 +89,8 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
             raise InputDataError(f"--baselines: unknown {bad[0]!r}; known: {sorted(known)}")
         chosen = [known[n] for n in names]
     result = ev.evaluate(table, metric, folds, baselines=chosen, steps=steps, embed=embed, members=members, anytime_k=anytime_k,
-                         calibrate_by=calibrate_by, seed=seed, progress=lambda m: click.echo(m, err=True), jobs=jobs)
+                         calibrate_by=calibrate_by, seed=seed, progress=lambda m: click.echo(m, err=True), jobs=jobs,
+                         skip_repeats=skip_repeats)
     result.protocol = protocol
     ev.write_report(result, out_dir, title=title or f"{path.name}, {protocol}, {metric}", anytime_k=anytime_k)
     click.echo((Path(out_dir) / "results.md").read_text())

@@ -123,12 +123,14 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
             p_feas[i] = 0.0
         elif m not in measured:
             p_feas[i] *= p_ok[i]
+    same = model.same_computation(tid, methods)  # e.g. static batching of one request = plain generation
     rows = []
     for i, m in enumerate(methods):
         med = float(np.exp(pred.mean[i]))
         row = {"method": m, "predicted": med, "low90": float(np.exp(lo[i])), "high90": float(np.exp(hi[i])),
                "log_std": float(pred.std[i]), "p_best": float(p_best[i]), "p_feasible": float(p_feas[i]),
-               "measured": measured.get(m), "status": failed.get(m, "ok" if m in measured else "")}
+               "measured": measured.get(m), "status": failed.get(m, "ok" if m in measured else ""),
+               "same_as": same[m] if same[m] != m else None}
         if price_per_hour is not None and model.metric == "throughput_tok_s":
             tok_s = measured.get(m, med)
             row["usd_per_mtok"] = price_per_hour / (tok_s * 3600.0) * 1e6
@@ -136,10 +138,10 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
     sign = -1.0 if model.direction == "max" else 1.0
     rows.sort(key=lambda r: (r["p_feasible"] < 0.5,
                              sign * (r["measured"] if r["measured"] is not None else r["predicted"])))
-    from metasel.meta.selector import SelectorState
+    from dataclasses import replace
 
     sel = Selector(model, tid, hid, candidates=methods, rule=StopRule(), key=seed,
                    feasibility=constraint_feas)  # the selector applies the failure model itself
-    sel.state = SelectorState(tuple(methods), measured, failed)
+    sel.state = replace(sel.state, measured=measured, failed=failed)
     ask = sel.ask()
     return Ranked(rows, ask.method, ask.reason, model.metric, model.direction)

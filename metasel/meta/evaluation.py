@@ -204,22 +204,28 @@ class EvalResult:
     anytime: dict[str, list[list[float]]] = field(default_factory=dict)  # strategy -> per context regrets k=1..K
     to_oracle: dict[str, list[float]] = field(default_factory=dict)
     traces: list[dict] = field(default_factory=list)  # per (context, strategy): benchmark order and regret@k
+    anytime_pooled: dict[str, list[list[float]]] = field(default_factory=dict)  # same, identical computations as one
+    to_oracle_pooled: dict[str, list[float]] = field(default_factory=dict)
+    pooled_contexts: int = 0  # contexts where some methods run the same computation
     seconds: float = 0.0
 
 
 def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline] | None = None, steps: int = 1500,
              embed: str = "hash", embed_dims: int = 4, members: int = 0, calibrate_by: str = "task", anytime_k: int = 5, seed: int = 0,
-             progress: Callable[[str], None] | None = None, active: bool = True, jobs: int = 1) -> EvalResult:
+             progress: Callable[[str], None] | None = None, active: bool = True, jobs: int = 1,
+             skip_repeats: bool = True) -> EvalResult:
     """Run every strategy on every fold with the same seeds; returns per-context results.
 
     ``jobs > 1`` spreads the folds over that many processes; results do not depend on it.
     ``calibrate_by`` is what metasel's calibration inner fit leaves out; set it to what the
     folds hold out (``task``, ``hardware`` or the grouping column) — training data only.
+    ``skip_repeats``: metasel's loop skips methods that run a computation it has measured.
     """
     if jobs > 1 and len(folds) > 1:
         return _evaluate_parallel(table, metric, folds, jobs=jobs, baselines=baselines, steps=steps, embed=embed,
-                                  embed_dims=embed_dims, members=members, calibrate_by=calibrate_by, anytime_k=anytime_k, seed=seed, progress=progress, active=active)
-    from metasel.meta.features import FeatureEncoder
+                                  embed_dims=embed_dims, members=members, calibrate_by=calibrate_by, anytime_k=anytime_k, seed=seed, progress=progress, active=active,
+                                  skip_repeats=skip_repeats)
+    from metasel.meta.features import FeatureEncoder, same_computation
     from metasel.meta.replay import ReplayBackend
     from metasel.meta.selector import Selector, StopRule
 
@@ -266,6 +272,8 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
             cand = p_test.candidates(i)
             if not np.isfinite(true).any() or len(cand) == 0:
                 continue
+            pooled = _pooled(true, methods, same_computation(tasks[t], {m: mdesc[m] for m in methods if m in mdesc}))
+            result.pooled_contexts += int(not np.array_equal(pooled, true, equal_nan=True))
             oracle = int(np.nanargmax(true))
             sbs_pick = int(cand[np.argmax(sbs[i, cand])])
             sbs_regret = _rel_regret(true, sbs_pick, p_test, i, direction)
@@ -276,6 +284,8 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
                     "oracle": methods[oracle], "top1": float(pick == oracle or true[pick] == true[oracle]),
                     "regret": _rel_regret(true, pick, p_test, i, direction), "sbs_regret": sbs_regret,
                     "ndcg3": ndcg_at(true, sc[i], 3), "tau": kendall_tau(true, sc[i]),
+                    "top1_pooled": float(pooled[pick] == np.nanmax(pooled)),
+                    "regret_pooled": _rel_regret(pooled, pick, p_test, i, direction),
                 })
             for j in np.flatnonzero(~np.isnan(true)):
                 y = sign * true[j]
@@ -293,7 +303,8 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
                 # descriptors of the held-out context only: none of its observations
                 fresh = ms.model.forget([t]).condition(
                     table.filter(tasks=[t], hardware=[h]).with_observations(table.observations.iloc[0:0]))
-                sel = Selector(fresh, t, h, candidates=[methods[j] for j in cand], rule=StopRule(min_gain=0.0), key=seed)
+                sel = Selector(fresh, t, h, candidates=[methods[j] for j in cand], rule=StopRule(min_gain=0.0), key=seed,
+                               skip_repeats=skip_repeats)
                 order = []
                 while True:
                     ask = sel.ask()
@@ -306,10 +317,15 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
             for name, order in orders.items():
                 curve = _anytime(true, order, p_test, i, direction, anytime_k)
                 result.anytime.setdefault(name, []).append(curve)
+                curve_pooled = _anytime(pooled, order, p_test, i, direction, anytime_k)
+                result.anytime_pooled.setdefault(name, []).append(curve_pooled)
                 hit = next((k + 1 for k, j in enumerate(order) if true[j] == true[oracle]), len(order))
                 result.to_oracle.setdefault(name, []).append(float(hit))
+                hit_pooled = next((k + 1 for k, j in enumerate(order) if pooled[j] == np.nanmax(pooled)), len(order))
+                result.to_oracle_pooled.setdefault(name, []).append(float(hit_pooled))
                 result.traces.append({"fold": fold.name, "task_id": t, "hardware_id": h, "strategy": name,
                                       "order": [methods[j] for j in order[:anytime_k]], "regret_at": curve,
+                                      "regret_pooled_at": curve_pooled,
                                       "to_oracle": float(hit)})
         if progress:
             progress(f"[{n}/{len(folds)}] {fold.name}: {len(fold.test_contexts)} context(s), {time.monotonic() - t0:.0f}s")
@@ -344,6 +360,11 @@ def _evaluate_parallel(table, metric, folds, *, jobs, progress, **kwargs) -> Eva
         merged.traces += r.traces
         for name, curves in r.anytime.items():
             merged.anytime.setdefault(name, []).extend(curves)
+        for name, curves in r.anytime_pooled.items():
+            merged.anytime_pooled.setdefault(name, []).extend(curves)
+        for name, hits in r.to_oracle_pooled.items():
+            merged.to_oracle_pooled.setdefault(name, []).extend(hits)
+        merged.pooled_contexts += r.pooled_contexts
         for name, hits in r.to_oracle.items():
             merged.to_oracle.setdefault(name, []).extend(hits)
     merged.rows.sort(key=lambda r: order[r["fold"]])
@@ -365,6 +386,19 @@ def _rel_regret(true, pick, problem, i, direction) -> float:
     if direction == "max":
         return float(1.0 - math.exp(got - best))
     return float(math.exp(best - got) - 1.0)
+
+
+def _pooled(true: np.ndarray, methods: list[str], same: dict[str, str]) -> np.ndarray:
+    """A context's recorded values with methods that run the same computation pooled: each
+    measured method takes the mean (of the log values) of its measured twins, so which twin
+    happened to be recorded fastest no longer counts. Unmeasured or failed cells stay NaN."""
+    out = true.copy()
+    rep = np.array([same.get(m, m) for m in methods])
+    for r in set(rep[rep != np.array(methods)]):
+        members = np.flatnonzero((rep == r) & ~np.isnan(true))
+        if len(members) > 1:
+            out[members] = true[members].mean()
+    return out
 
 
 def _anytime(true, order, problem, i, direction, k_max) -> list[float]:
@@ -405,11 +439,18 @@ def summarise(result: EvalResult) -> dict[str, dict[str, float]]:
             a, b = ms.align(other, join="inner")
             d = a - b
             entry["wilcoxon_p"] = float(wilcoxon(a, b, zero_method="zsplit").pvalue) if (d != 0).any() else 1.0
-        curves = result.anytime.get(name if name != "metasel" else "metasel")
+        curves = result.anytime.get(name)
         if curves:
             arr = np.asarray(curves)
             for k in range(arr.shape[1]):
                 entry[f"regret@{k + 1}"] = float(arr[:, k].mean())
+        if result.pooled_contexts and "regret_pooled" in sub:
+            entry["top1_pooled"], entry["regret_pooled"] = float(sub["top1_pooled"].mean()), float(sub["regret_pooled"].mean())
+            if name != "metasel":
+                a, b = (rows[rows.strategy == n].set_index(["fold", "task_id", "hardware_id"])["regret_pooled"]
+                        for n in ("metasel", name))
+                a, b = a.align(b, join="inner")
+                entry["wilcoxon_p_pooled"] = float(wilcoxon(a, b, zero_method="zsplit").pvalue) if (a != b).any() else 1.0
         if name in result.to_oracle:
             entry["to_oracle"] = float(np.mean(result.to_oracle[name]))
         out[name] = entry
@@ -418,6 +459,13 @@ def summarise(result: EvalResult) -> dict[str, dict[str, float]]:
             arr = np.asarray(result.anytime[name])
             out[name] = {f"regret@{k + 1}": float(arr[:, k].mean()) for k in range(arr.shape[1])}
             out[name]["to_oracle"] = float(np.mean(result.to_oracle[name]))
+    if result.pooled_contexts:
+        for name, curves in result.anytime_pooled.items():
+            arr = np.asarray(curves)
+            out.setdefault(name, {}).update({f"regret_pooled@{k + 1}": float(arr[:, k].mean()) for k in range(arr.shape[1])})
+            if result.to_oracle_pooled.get(name):
+                out[name]["to_oracle_pooled"] = float(np.mean(result.to_oracle_pooled[name]))
+            out[name]["pooled_contexts"] = result.pooled_contexts
     if result.coverage:
         z = np.array([c["z"] for c in result.coverage])
         err = np.array([c["err"] for c in result.coverage])
@@ -446,6 +494,22 @@ def markdown(summary: dict[str, dict[str, float]], *, title: str, anytime_k: int
                      f"{f(s.get('wilcoxon_p'))} | " + " | ".join(f(s.get(f'regret@{k}'), True) for k in range(1, anytime_k + 1))
                      + f" | {f(s.get('to_oracle'))} |")
     ms = summary.get("metasel", {})
+    if "regret_pooled" in ms:
+        lines += ["", f"Identical computations as one ({ms['pooled_contexts']:.0f} contexts have methods that run the same "
+                      "computation — static batching of one request, a prefix cache with no shared prefix; there each "
+                      "measured twin counts with the mean of the twins' recorded values, so which twin was recorded "
+                      "fastest by chance no longer decides the oracle):", "",
+                  "| strategy | top-1 | rel. regret | Wilcoxon p (vs metasel) | "
+                  + " | ".join(f"regret@{k}" for k in range(1, anytime_k + 1))
+                  + " | benchmarks to oracle |", "|---|---|---|---|" + "---|" * anytime_k + "---|"]
+        for name in order:
+            s = summary[name]
+            if not any(k.startswith("regret_pooled") for k in s):
+                continue
+            lines.append(f"| {name} | {f(s.get('top1_pooled'))} | {f(s.get('regret_pooled'), True)} | "
+                         f"{f(s.get('wilcoxon_p_pooled'))} | "
+                         + " | ".join(f(s.get(f'regret_pooled@{k}'), True) for k in range(1, anytime_k + 1))
+                         + f" | {f(s.get('to_oracle_pooled'))} |")
     if "coverage90" in ms:
         lines += ["", f"metasel held-out cells: log-RMSE {ms['log_rmse']:.3f}, 50% interval coverage "
                       f"{ms['coverage50']:.1%}, 90% interval coverage {ms['coverage90']:.1%}."]

@@ -28,13 +28,19 @@ class SelectorState:
     failed: Mapping[str, str] = field(default_factory=dict)  # method -> status
     spent_seconds: float = 0.0
     spent_dollars: float = 0.0
+    same: Mapping[str, str] = field(default_factory=dict)  # method -> the method whose computation it runs here
 
     @property
     def num_benchmarks(self) -> int:
         return len(self.measured) + len(self.failed)
 
     def remaining(self) -> tuple[str, ...]:
-        return tuple(m for m in self.candidates if m not in self.measured and m not in self.failed)
+        """Candidates not benchmarked yet, nor running a computation already benchmarked
+        (static batching of one request is plain generation: measuring it again under
+        another name can only repeat a measurement, not find a faster method)."""
+        done = {self.same.get(m, m) for m in (*self.measured, *self.failed)}
+        return tuple(m for m in self.candidates
+                     if m not in self.measured and m not in self.failed and self.same.get(m, m) not in done)
 
 
 class Ask(NamedTuple):
@@ -64,7 +70,8 @@ def step(state: SelectorState, mean: np.ndarray, std: np.ndarray, *, direction: 
     """
     remaining = state.remaining()
     if not remaining:
-        return Ask(None, "every candidate method has been benchmarked", {})
+        return Ask(None, "every candidate method has been benchmarked" if not state.same
+                   else "every candidate computation has been benchmarked", {})
     if rule.max_benchmarks is not None and state.num_benchmarks >= rule.max_benchmarks:
         return Ask(None, f"the budget of {rule.max_benchmarks} benchmarks is spent", {})
     if rule.max_seconds is not None and state.spent_seconds >= rule.max_seconds:
@@ -123,17 +130,22 @@ class Selector:
         cost: ``method -> predicted seconds`` of benchmarking it (for ``*_per_cost``).
         feasibility: ``method -> P(meets constraints)``.
         key: int seed for the random parts (Thompson sampling, P(best)).
+        skip_repeats: never benchmark a method that runs the same computation on this task
+            as one already benchmarked (``Surrogate.same_computation``).
     """
 
     def __init__(self, surrogate, task_id: str, hardware_id: str, *, table=None, candidates: Sequence[str] | None = None,
                  acquisition: str = "ei", rule: StopRule | None = None, cost: Mapping[str, float] | None = None,
-                 feasibility: Mapping[str, float] | None = None, key: int = 0):
+                 feasibility: Mapping[str, float] | None = None, key: int = 0, skip_repeats: bool = True):
         self.surrogate = surrogate.condition(table) if table is not None else surrogate
         self.task_id, self.hardware_id = task_id, hardware_id
         self.acquisition, self.rule = acquisition, rule or StopRule()
         self.cost, self.feasibility = dict(cost or {}), dict(feasibility or {})
         self.rng = np.random.default_rng(key)
-        self.state = SelectorState(tuple(candidates or surrogate.methods))
+        candidates = tuple(candidates or surrogate.methods)
+        same_as = getattr(self.surrogate, "same_computation", None)
+        same = same_as(task_id, candidates) if skip_repeats and same_as is not None else {}
+        self.state = SelectorState(candidates, same={m: r for m, r in same.items() if m != r})
         self.history: list[tuple[str, str, float | None]] = []
 
     def _predict(self, methods: Sequence[str]):
@@ -150,7 +162,7 @@ class Selector:
     def ask(self) -> Ask:
         remaining = self.state.remaining()
         if not remaining:
-            return Ask(None, "every candidate method has been benchmarked", {})
+            return step(self.state, np.zeros(0), np.zeros(0), direction=self.surrogate.direction, rule=self.rule)
         pred = self._predict(remaining)
         cost = np.array([self.cost.get(m, 1.0) for m in remaining])
         feas = np.array([self.feasibility.get(m, 1.0) for m in remaining]) * self._p_ok(remaining)

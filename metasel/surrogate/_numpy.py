@@ -28,12 +28,13 @@ def posterior(mu: np.ndarray, psi: np.ndarray, prior_var: np.ndarray, noise_var:
     """Gaussian posterior of one context's methods.
 
     The context's values are ``y = mu + psi @ w + eps`` with ``w ~ N(0, diag(prior_var))``
-    and ``eps ~ N(0, noise_var)``. Given the values ``y[observed]``, returns the predictive
-    mean and variance (noise included) of the methods ``query``.
+    and ``eps ~ N(0, noise_var)``. Given measured values ``y`` of the methods ``observed``
+    (a method may be measured more than once: its noise is independent each time), returns
+    the predictive mean and variance (noise included) of the methods ``query``.
 
     Args:
         mu: (num_methods,) prior means. psi: (num_methods, rank) loadings.
-        prior_var: (rank,). y: (num_methods,) values (ignored where not observed).
+        prior_var: (rank,). y: (num_observations,) values, one per entry of ``observed``.
         observed, query: integer index arrays into the methods.
     """
     psi_q = psi[query]
@@ -43,7 +44,7 @@ def posterior(mu: np.ndarray, psi: np.ndarray, prior_var: np.ndarray, noise_var:
     psi_o = psi[observed]
     precision = np.diag(1.0 / prior_var) + psi_o.T @ psi_o / noise_var
     chol = np.linalg.cholesky(precision)
-    resid = y[observed] - mu[observed]
+    resid = np.asarray(y, dtype=float) - mu[observed]
     rhs = psi_o.T @ resid / noise_var
     mean_w = np.linalg.solve(chol.T, np.linalg.solve(chol, rhs))
     half = np.linalg.solve(chol, psi_q.T)  # (rank, q)

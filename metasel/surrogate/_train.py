@@ -48,6 +48,7 @@ class TrainConfig:
     pair_terms: bool = True  # use the pair terms (off for tables whose methods are frameworks: see docs/results.md)
     pair_slopes: bool = True  # per-context random slopes on the pair terms (correlates methods sharing a technique)
     slope_prior: float = 0.2  # median of the log-normal prior on each slope's std (tau)
+    same_computation: bool = True  # methods that run the same computation on a task share one value there
     hetero_noise: bool = False  # per-context noise scale from the context tower (opt-in: see note)
     members: int = 0  # MAP fits from different keys, predicted as an equal mixture; 0 = auto (by table size)
 
@@ -87,10 +88,36 @@ def _mean_and_loadings(hc, hm, cfg: TrainConfig):
     return mu, psi
 
 
+MAX_MAPPINGS = 30_000  # of the process's memory mappings before compiled programs are dropped
+
+
+def _trim_compiled(jax) -> None:
+    """Drop jax's compiled programs when the process holds many memory mappings.
+
+    Each fit traces a new program (the data are closed over), and XLA's CPU JIT keeps about
+    450 mappings per fit that nothing will reuse; Linux allows 65,530 per process, so an
+    evaluation that fits hundreds of models in one process died with "LLVM compilation
+    error: Cannot allocate memory". Clearing after every fit would also drop the small
+    programs every fit reuses (2x slower), so this clears only past ``MAX_MAPPINGS``.
+    """
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            mappings = sum(1 for _ in f)
+    except OSError:  # not Linux: no such limit to guard
+        return
+    if mappings > MAX_MAPPINGS:
+        jax.clear_caches()
+
+
 def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, *, key, cfg: TrainConfig,
-               xp: np.ndarray | None = None):
+               xp: np.ndarray | None = None, rep: np.ndarray | None = None):
     """Fit on contexts ``xc`` (C, dc), methods ``xm`` (M, dm), values ``y`` (C, M) with ``mask``,
     and pair terms ``xp`` (C, M, P) when given.
+
+    ``rep`` (C, M), when given, says which method's latent value each cell measures: in
+    context c, method m is a noisy measurement of method ``rep[c, m]`` (the same
+    computation), so both get that method's mean and loadings (``xp`` is expected to be
+    gathered alike by the caller).
 
     Returns numpy parameters: tower layers, method embeddings, noise and bias scales, and
     the final loss trace.
@@ -115,6 +142,7 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
     xp_j = jnp.asarray(xp if xp is not None else np.zeros((C, M, 0), np.float32), jnp.float32)
     P = xp_j.shape[2]
     n_obs = mask_j.sum(axis=1)
+    rep_j = None if rep is None else jnp.asarray(rep, jnp.int32)
     eye = jnp.eye(M)
     width = 1 + cfg.k + cfg.rank
 
@@ -131,11 +159,16 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
         s_bias = numpyro.sample("s_bias", dist.LogNormal(math.log(cfg.bias_prior), 1.0))
         hc = ctx(xc_j)
         mu, psi = _mean_and_loadings(hc, mth(xm_j) + emb, cfg)
+        scale = jnp.concatenate([s_bias[None], jnp.ones(cfg.rank)])
+        if rep_j is None:
+            k_mat = ((psi * scale ** 2) @ psi.T)[None]
+        else:  # each cell takes its representative's mean and loadings
+            mu = jnp.take_along_axis(mu, rep_j, axis=1)
+            psi_c = psi[rep_j]  # (C, M, width)
+            k_mat = jnp.einsum("cmw,cnw->cmn", psi_c * scale ** 2, psi_c)
         if P:
             beta = numpyro.sample("beta", dist.Normal(0.0, cfg.pair_prior).expand([P]).to_event(1))
             mu = mu + xp_j @ beta
-        scale = jnp.concatenate([s_bias[None], jnp.ones(cfg.rank)])
-        k_mat = ((psi * scale ** 2) @ psi.T)[None]
         if P and cfg.pair_slopes:
             tau = numpyro.sample("tau", dist.LogNormal(math.log(cfg.slope_prior), 1.0).expand([P]).to_event(1))
             zs = xp_j * tau
@@ -161,8 +194,9 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
     optim = numpyro.optim.optax_to_numpyro(optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
     svi = SVI(model, guide, optim, Trace_ELBO())
     result = svi.run(key_svi, cfg.steps, progress_bar=False)
-    params = result.params
+    params = jax.device_get(result.params)
     losses = np.asarray(result.losses)
+    _trim_compiled(jax)
     if not np.all(np.isfinite(losses[-10:])):
         from metasel.errors import MetaselError
 

@@ -41,8 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from metasel.table import PerfTable
 
 FORMAT = "metasel-model"
-FORMAT_VERSION = 3  # 2: an ensemble of members, pair terms, per-context noise; 3: pair slopes
-OLDEST_READABLE = 2  # a format-2 file is a format-3 model without pair slopes
+FORMAT_VERSION = 4  # 2: an ensemble of members, pair terms, per-context noise; 3: pair slopes; 4: same computations
+OLDEST_READABLE = 2  # a format-2 file is a model without pair slopes; formats 2-3 were fitted without same_computation
 AUTO_ENSEMBLE_MAX_CELLS = 3000  # members=0 (auto): 3 fits up to this many training cells, 1 above
 
 
@@ -262,6 +262,10 @@ class Surrogate:
         xc = encoder.contexts([(tasks[t], hardware[h]) for t, h in ctx_keys])
         xm = encoder.methods([method_desc[m] for m in methods])
         xp = encoder.pairs([(tasks[t], hardware[h]) for t, h in ctx_keys], [method_desc[m] for m in methods])
+        rep = _rep_matrix(ctx_keys, methods, tasks, {m: method_desc[m] for m in methods}) \
+            if self.config.same_computation else None
+        if rep is not None and xp.shape[2]:
+            xp = np.take_along_axis(xp, rep[:, :, None], axis=1)
         y_log = np.log(long["value"].to_numpy(float))
         y_mean, y_std = float(y_log.mean()), float(y_log.std() or 1.0)
         ci = {c: i for i, c in enumerate(ctx_keys)}
@@ -277,8 +281,8 @@ class Surrogate:
         from metasel.surrogate._train import fit_params
 
         n_members = self.config.members or (3 if int(mask.sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
-        fits = [fit_params(xc, xm, y, mask, key=jax.random.fold_in(key, i) if i else key, cfg=self.config, xp=xp)
-                for i in range(n_members)]
+        fits = [fit_params(xc, xm, y, mask, key=jax.random.fold_in(key, i) if i else key, cfg=self.config, xp=xp,
+                           rep=rep) for i in range(n_members)]
         evidence: dict[tuple[str, str], dict[str, float]] = {}
         for r, c, v in zip(rows, cols, y[rows, cols]):
             evidence.setdefault(ctx_keys[r], {})[methods[c]] = float(v)
@@ -354,17 +358,30 @@ class Surrogate:
         ctx_keys = _context_keys(frame)
         ev_methods = {m for key in ctx_keys for m in s.evidence.get(key, {})}
         names = sorted(set(frame["method"]) | ev_methods)
-        mi = {m: i for i, m in enumerate(names)}
         xm = self._method_inputs(names, methods)
         xc = self._context_inputs(ctx_keys, tasks, hardware)
+        rep = None
+        if s.config.same_computation:  # a cell measures its representative's value (the same computation)
+            catalog = {m: methods[m] for m in dict.fromkeys([*s.train_methods, *names]) if m in methods}
+            reps = _representatives(ctx_keys, tasks, catalog)
+            extra = sorted({r for by in reps.values() for m, r in by.items() if m in names} - set(names))
+            if extra:
+                names = sorted([*names, *extra])
+                xm = self._method_inputs(names, methods)
+            rep = _rep_matrix(ctx_keys, names, tasks, catalog, reps)
+        mi = {m: i for i, m in enumerate(names)}
         xp = s.encoder.pairs([(tasks[t], hardware[h]) for t, h in ctx_keys], [methods[m] for m in names]) \
             if len(s.encoder.pair_columns) else None
         cidx, midx = _cell_positions(frame, ctx_keys, names)
+        if rep is not None:
+            midx = rep[cidx, midx]
+            if xp is not None:
+                xp = np.take_along_axis(xp, rep[:, :, None], axis=1)
         order = np.argsort(cidx, kind="stable")
         bounds = np.searchsorted(cidx[order], np.arange(len(ctx_keys) + 1))
         means, variances = [], []
         for member in s.members:
-            m_, v_ = self._predict_member(member, names, xm, xc, xp, ctx_keys, mi, cidx, midx, order, bounds)
+            m_, v_ = self._predict_member(member, names, xm, xc, xp, ctx_keys, mi, cidx, midx, order, bounds, rep)
             means.append(m_)
             variances.append(v_)
         mean = np.mean(means, axis=0)
@@ -376,8 +393,9 @@ class Surrogate:
         var = var * factor ** 2
         return Prediction(mean * s.y_std + s.y_mean, np.sqrt(var) * s.y_std)
 
-    def _predict_member(self, member: _Member, names, xm, xc, xp, ctx_keys, mi, cidx, midx, order, bounds):
-        """One member's predictive mean and variance (standardised units) of the queried cells."""
+    def _predict_member(self, member: _Member, names, xm, xc, xp, ctx_keys, mi, cidx, midx, order, bounds, rep=None):
+        """One member's predictive mean and variance (standardised units) of the queried cells
+        (``midx``: each cell's method, or the representative it measures; ``rep``: that map)."""
         s = self._require()
         cfg = s.config
         hm = self._method_outputs(member, names, xm)
@@ -406,11 +424,25 @@ class Surrogate:
                 continue
             rows = order[bounds[i]:bounds[i + 1]]
             obs = np.array([mi[m] for m in ev], dtype=int)
-            y = np.zeros(len(names))
-            y[obs] = list(ev.values())
+            if rep is not None:
+                obs = rep[i, obs]
             psi_i, prior_i = (np.concatenate([psi, xp[i]], axis=1), slope_prior_var) if slopes else (psi, prior_var)
-            mean[rows], var[rows] = _numpy.posterior(mu_all[i], psi_i, prior_i, noise_var_c[i], y, obs, midx[rows])
+            mean[rows], var[rows] = _numpy.posterior(mu_all[i], psi_i, prior_i, noise_var_c[i], np.array(list(ev.values())),
+                                                     obs, midx[rows])
         return mean, var
+
+    def same_computation(self, task_id: str, methods: Iterable[str], *, table: "PerfTable | None" = None) -> dict[str, str]:
+        """``method -> representative`` for ``methods`` on this task: methods that run the same
+        computation there (static batching of one request, a prefix cache with no shared
+        prefix: ``features.same_computation``) share one; every other method maps to itself."""
+        from metasel.meta.features import same_computation
+
+        tasks, _, catalog = self._catalog(table)
+        methods = list(methods)
+        if task_id not in tasks:
+            raise InputDataError(f"no descriptor for task {task_id!r}: pass a table (or spec) that describes it")
+        known = {m: catalog[m] for m in methods if m in catalog}
+        return {m: same_computation(tasks[task_id], known).get(m, m) for m in methods}
 
     def p_fail(self, cells, *, table: "PerfTable | None" = None) -> np.ndarray:
         """Probability that each cell's benchmark fails (``oom``, ``unsupported``, ...), from
@@ -537,7 +569,7 @@ class Surrogate:
                 members.append(_Member(layers["ctx"], layers["mth"], arrays[f"{tag}emb"], float(scales["noise"]),
                                        float(scales["s_bias"]), np.asarray(arrays[f"{tag}beta"], dtype=float),
                                        np.asarray(arrays.get(f"{tag}tau", np.zeros(0)), dtype=float)))
-            config = TrainConfig(**meta["config"])
+            config = TrainConfig(**{"same_computation": False, **meta["config"]})  # formats 2-3 had no such field
             encoder = FeatureEncoder.from_state(meta["encoder"], arrays)
             keys = arrays["ev.keys"]
             evidence: dict[tuple[str, str], dict[str, float]] = {}
@@ -682,6 +714,33 @@ def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> np
         return None
     held_units = set(rng.choice(units, size=max(1, len(units) // 5), replace=False).tolist())
     return unit.isin(held_units).to_numpy()
+
+
+def _representatives(ctx_keys, tasks: dict, catalog: dict[str, dict]) -> dict[str, dict[str, str]]:
+    """Per task of ``ctx_keys``: ``method -> representative`` for the catalogue's methods that
+    run the same computation as another (``features.same_computation``); others are absent."""
+    from metasel.meta.features import same_computation
+
+    out: dict[str, dict[str, str]] = {}
+    for t, _ in ctx_keys:
+        if t not in out and t in tasks:
+            out[t] = {m: r for m, r in same_computation(tasks[t], catalog).items() if m != r}
+    return out
+
+
+def _rep_matrix(ctx_keys, names: list[str], tasks: dict, catalog: dict[str, dict],
+                reps: dict[str, dict[str, str]] | None = None) -> np.ndarray | None:
+    """(contexts, names): the column of the method whose value each cell measures — its own,
+    or its same-computation representative's when that is among ``names``. None when every
+    cell measures itself."""
+    reps = _representatives(ctx_keys, tasks, catalog) if reps is None else reps
+    mi = {m: j for j, m in enumerate(names)}
+    out = np.tile(np.arange(len(names)), (len(ctx_keys), 1))
+    for i, (t, _) in enumerate(ctx_keys):
+        for m, r in reps.get(t, {}).items():
+            if m in mi and r in mi:
+                out[i, mi[m]] = mi[r]
+    return None if np.array_equal(out, np.broadcast_to(np.arange(len(names)), out.shape)) else out
 
 
 def _context_keys(frame: "pd.DataFrame") -> list[tuple[str, str]]:
