@@ -418,6 +418,22 @@ class PerfTable:
     def task_specs(self) -> dict[str, dict]:
         return {t: json.loads(s) for t, s in zip(self.tasks["task_id"], self.tasks["spec"])}
 
+    def task_groups(self, column: str) -> dict[str, str]:
+        """task_id → group: a spec path such as ``model.hf_id`` / ``model.arch``, or a feature
+        name (``"None"`` where a task has neither)."""
+        out = {}
+        for tid, spec, feats in zip(self.tasks["task_id"], self.tasks["spec"], self.tasks["features"]):
+            cur: Any = json.loads(spec)
+            for part in column.split("."):
+                cur = cur.get(part) if isinstance(cur, dict) else None
+            if cur is None:
+                cur = json.loads(feats).get(column)
+            if cur is None and column in ("model", "model.name"):
+                m = json.loads(spec).get("model", {})
+                cur = m.get("hf_id") or m.get("name") or json.dumps({k: m.get(k) for k in ("arch", "layers", "hidden")})
+            out[tid] = str(cur)
+        return out
+
 
 def _frame(value, name: str, source: str) -> "pd.DataFrame":
     import pandas as pd

@@ -13,7 +13,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -54,19 +54,8 @@ def leave_one_hardware_out(table, metric) -> list[Fold]:
 
 
 def group_key(table, column: str) -> dict[str, str]:
-    """task_id → group: a spec path such as ``model.hf_id`` / ``model.arch``, or a feature name."""
-    out = {}
-    for tid, spec, feats in zip(table.tasks["task_id"], table.tasks["spec"], table.tasks["features"]):
-        cur: Any = json.loads(spec)
-        for part in column.split("."):
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        if cur is None:
-            cur = json.loads(feats).get(column)
-        if cur is None and column in ("model", "model.name"):
-            m = json.loads(spec).get("model", {})
-            cur = m.get("hf_id") or m.get("name") or json.dumps({k: m.get(k) for k in ("arch", "layers", "hidden")})
-        out[tid] = str(cur)
-    return out
+    """task_id → group (``PerfTable.task_groups``)."""
+    return table.task_groups(column)
 
 
 def grouped_k_fold(table, metric, column: str, k: int, *, seed: int = 0) -> list[Fold]:

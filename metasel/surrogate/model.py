@@ -702,9 +702,7 @@ def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> np
     elif by == "hardware":
         unit = long["hardware_id"].astype(str)
     else:
-        from metasel.meta.evaluation import group_key
-
-        groups = group_key(table, by)
+        groups = table.task_groups(by)
         if set(groups.values()) <= {"None"}:
             raise InputDataError(f"calibrate_by: expected 'task', 'hardware', or a spec path / feature that tasks "
                                  f"have (such as model.hf_id), got {by!r}, which no task has")
