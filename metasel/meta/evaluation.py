@@ -238,7 +238,8 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
         methods = sorted(set(train.long(metric)["method"])
                          | set(full_long.loc[full_long["task_id"].isin(test_tasks), "method"]))
         enc = FeatureEncoder(embed_kind=embed if embed != "none" else "hash", embed_dims=0 if embed == "none" else embed_dims)
-        enc.fit([(tasks[t], hws[h]) for t, h in train_ctx], [mdesc[m] for m in methods])
+        catalog = {m: mdesc[m] for m in methods}
+        enc.fit([(tasks[t], hws[h]) for t, h in train_ctx], list(catalog.values()))
         p_train = make_problem(train, metric, train_ctx, methods, enc)
         p_test = make_problem(table, metric, list(fold.test_contexts), methods, enc)
         strategies: dict[str, np.ndarray] = {}
@@ -261,7 +262,7 @@ def evaluate(table, metric: str, folds: list[Fold], *, baselines: list[Baseline]
             cand = p_test.candidates(i)
             if not np.isfinite(true).any() or len(cand) == 0:
                 continue
-            pooled = _pooled(true, methods, same_computation(tasks[t], {m: mdesc[m] for m in methods if m in mdesc}))
+            pooled = _pooled(true, methods, same_computation(tasks[t], catalog))
             result.pooled_contexts += int(not np.array_equal(pooled, true, equal_nan=True))
             oracle = int(np.nanargmax(true))
             sbs_pick = int(cand[np.argmax(sbs[i, cand])])
@@ -414,7 +415,14 @@ def summarise(result: EvalResult) -> dict[str, dict[str, float]]:
 
     rows = pd.DataFrame(result.rows)
     out: dict[str, dict[str, float]] = {}
-    ms = rows[rows.strategy == "metasel"].set_index(["fold", "task_id", "hardware_id"])["regret"]
+    by_context = rows.set_index(["fold", "task_id", "hardware_id"])
+
+    def paired_p(name: str, col: str) -> float:
+        """Wilcoxon p of metasel against ``name`` on ``col``, paired by context."""
+        a, b = (by_context.loc[by_context.strategy == n, col] for n in ("metasel", name))
+        a, b = a.align(b, join="inner")
+        return float(wilcoxon(a, b, zero_method="zsplit").pvalue) if (a != b).any() else 1.0
+
     for name, sub in rows.groupby("strategy", sort=False):
         per_fold = sub.groupby("fold")[["top1", "regret", "ndcg3", "tau"]].mean()
         entry = {}
@@ -424,10 +432,7 @@ def summarise(result: EvalResult) -> dict[str, dict[str, float]]:
         r_sbs = sub["sbs_regret"].mean()
         entry["gap_closed"] = float((r_sbs - sub["regret"].mean()) / r_sbs) if r_sbs > 0 else math.nan
         if name != "metasel":
-            other = sub.set_index(["fold", "task_id", "hardware_id"])["regret"]
-            a, b = ms.align(other, join="inner")
-            d = a - b
-            entry["wilcoxon_p"] = float(wilcoxon(a, b, zero_method="zsplit").pvalue) if (d != 0).any() else 1.0
+            entry["wilcoxon_p"] = paired_p(name, "regret")
         curves = result.anytime.get(name)
         if curves:
             arr = np.asarray(curves)
@@ -436,10 +441,7 @@ def summarise(result: EvalResult) -> dict[str, dict[str, float]]:
         if result.pooled_contexts and "regret_pooled" in sub:
             entry["top1_pooled"], entry["regret_pooled"] = float(sub["top1_pooled"].mean()), float(sub["regret_pooled"].mean())
             if name != "metasel":
-                a, b = (rows[rows.strategy == n].set_index(["fold", "task_id", "hardware_id"])["regret_pooled"]
-                        for n in ("metasel", name))
-                a, b = a.align(b, join="inner")
-                entry["wilcoxon_p_pooled"] = float(wilcoxon(a, b, zero_method="zsplit").pvalue) if (a != b).any() else 1.0
+                entry["wilcoxon_p_pooled"] = paired_p(name, "regret_pooled")
         if name in result.to_oracle:
             entry["to_oracle"] = float(np.mean(result.to_oracle[name]))
         out[name] = entry

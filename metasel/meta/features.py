@@ -219,30 +219,11 @@ def method_quantities(techniques: Mapping[str, Any]) -> np.ndarray:
                      max(t.get("assisted", 0.0), t.get("prompt_lookup", 0.0)), t.get("static_cache", 0.0)])
 
 
-def _techniques_key(method: Mapping[str, Any]) -> tuple:
-    return tuple(sorted((k, _num(v, 0.0)) for k, v in _json(method.get("techniques")).items()))
-
-
-def computation_key(task: Mapping[str, Any], method: Mapping[str, Any]) -> tuple | None:
-    """What a method really runs for a task: its techniques, minus those that do nothing there;
-    None when none of its techniques is idle on this task (or it has no technique vector).
-
-    The collector's static batching of requests that arrive one at a time (batch size 1, or
-    a single request) is plain sequential generation, and a prefix cache with no shared
-    prefix caches nothing (``metasel.bench.backend`` runs the very same calls).
-    """
-    idle_here = _idle_techniques(task)
-    if not idle_here:
-        return None
-    t = {k: _num(v, 0.0) for k, v in _json(method.get("techniques")).items()}
-    idle = [k for k in idle_here if t.get(k)]
-    if not idle:
-        return None
-    return tuple(sorted({**t, **{k: 0.0 for k in idle}}.items()))
-
-
 def _idle_techniques(task: Mapping[str, Any]) -> tuple[str, ...]:
-    """The techniques that do nothing on this task's workload (see :func:`computation_key`)."""
+    """The techniques that do nothing on this task's workload: the collector's static batching
+    of requests that arrive one at a time (batch size 1, or a single request) is plain
+    sequential generation, and a prefix cache with no shared prefix caches nothing
+    (``metasel.bench.backend`` runs the very same calls)."""
     workload = _json(task.get("spec")).get("workload")
     if not isinstance(workload, Mapping):
         return ()
@@ -254,25 +235,27 @@ def _idle_techniques(task: Mapping[str, Any]) -> tuple[str, ...]:
 def same_computation(task: Mapping[str, Any], methods: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """``method -> representative`` over ``methods`` (name -> descriptor) for one task.
 
-    A method with an idle technique on this task (:func:`computation_key`) runs the same
-    computation as the method whose techniques are the remaining ones (``int8_dynamic`` for
-    ``int8_dynamic+static_batching`` at batch size 1), and as every other method idle down to
-    the same techniques: they share one representative (that plain method, else the first
-    name). When two methods have those plain techniques, the technique vectors do not tell
-    methods apart (a foreign table's), so nothing is grouped there. Every other method
+    A method with a technique that is idle on this task (:func:`_idle_techniques`) runs the
+    same computation as the method whose techniques are the remaining ones (``int8_dynamic``
+    for ``int8_dynamic+static_batching`` at batch size 1), and as every other method idle
+    down to the same techniques: they share one representative (that plain method, else the
+    first name). When two methods have those plain techniques, the technique vectors do not
+    tell methods apart (a foreign table's), so nothing is grouped there. Every other method
     represents itself.
     """
     out = {name: name for name in methods}
-    if not _idle_techniques(task):
+    idle_here = _idle_techniques(task)
+    if not idle_here:
         return out
-    plain: dict[tuple, list[str]] = {}
-    idle: dict[tuple, list[str]] = {}
+    plain: dict[tuple, list[str]] = {}  # techniques -> methods with nothing idle
+    idle: dict[tuple, list[str]] = {}  # techniques left once the idle ones are off -> methods
     for name in sorted(methods):
-        key = computation_key(task, methods[name])
-        if key is None:
-            plain.setdefault(_techniques_key(methods[name]), []).append(name)
+        t = {k: _num(v, 0.0) for k, v in _json(methods[name].get("techniques")).items()}
+        off = [k for k in idle_here if t.get(k)]
+        if off:
+            idle.setdefault(tuple(sorted({**t, **dict.fromkeys(off, 0.0)}.items())), []).append(name)
         else:
-            idle.setdefault(key, []).append(name)
+            plain.setdefault(tuple(sorted(t.items())), []).append(name)
     for key, names in idle.items():
         base = plain.get(key, [])
         if len(base) > 1 or len(base) + len(names) < 2:

@@ -91,7 +91,7 @@ def _mean_and_loadings(hc, hm, cfg: TrainConfig):
 MAX_MAPPINGS = 30_000  # of the process's memory mappings before compiled programs are dropped
 
 
-def _trim_compiled(jax) -> None:
+def _trim_compiled() -> None:
     """Drop jax's compiled programs when the process holds many memory mappings.
 
     Each fit traces a new program (the data are closed over), and XLA's CPU JIT keeps about
@@ -106,6 +106,8 @@ def _trim_compiled(jax) -> None:
     except OSError:  # not Linux: no such limit to guard
         return
     if mappings > MAX_MAPPINGS:
+        import jax
+
         jax.clear_caches()
 
 
@@ -196,7 +198,7 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
     result = svi.run(key_svi, cfg.steps, progress_bar=False)
     params = jax.device_get(result.params)
     losses = np.asarray(result.losses)
-    _trim_compiled(jax)
+    _trim_compiled()
     if not np.all(np.isfinite(losses[-10:])):
         from metasel.errors import MetaselError
 

@@ -262,7 +262,7 @@ class Surrogate:
         xc = encoder.contexts([(tasks[t], hardware[h]) for t, h in ctx_keys])
         xm = encoder.methods([method_desc[m] for m in methods])
         xp = encoder.pairs([(tasks[t], hardware[h]) for t, h in ctx_keys], [method_desc[m] for m in methods])
-        rep = _rep_matrix(ctx_keys, methods, tasks, {m: method_desc[m] for m in methods}) \
+        rep = _rep_matrix(ctx_keys, methods, _representatives(ctx_keys, tasks, {m: method_desc[m] for m in methods})) \
             if self.config.same_computation else None
         if rep is not None and xp.shape[2]:
             xp = np.take_along_axis(xp, rep[:, :, None], axis=1)
@@ -358,17 +358,14 @@ class Surrogate:
         ctx_keys = _context_keys(frame)
         ev_methods = {m for key in ctx_keys for m in s.evidence.get(key, {})}
         names = sorted(set(frame["method"]) | ev_methods)
-        xm = self._method_inputs(names, methods)
-        xc = self._context_inputs(ctx_keys, tasks, hardware)
         rep = None
         if s.config.same_computation:  # a cell measures its representative's value (the same computation)
             catalog = {m: methods[m] for m in dict.fromkeys([*s.train_methods, *names]) if m in methods}
             reps = _representatives(ctx_keys, tasks, catalog)
-            extra = sorted({r for by in reps.values() for m, r in by.items() if m in names} - set(names))
-            if extra:
-                names = sorted([*names, *extra])
-                xm = self._method_inputs(names, methods)
-            rep = _rep_matrix(ctx_keys, names, tasks, catalog, reps)
+            names = sorted(set(names) | {r for by in reps.values() for m, r in by.items() if m in names})
+            rep = _rep_matrix(ctx_keys, names, reps)
+        xm = self._method_inputs(names, methods)
+        xc = self._context_inputs(ctx_keys, tasks, hardware)
         mi = {m: i for i, m in enumerate(names)}
         xp = s.encoder.pairs([(tasks[t], hardware[h]) for t, h in ctx_keys], [methods[m] for m in names]) \
             if len(s.encoder.pair_columns) else None
@@ -441,8 +438,8 @@ class Surrogate:
         methods = list(methods)
         if task_id not in tasks:
             raise InputDataError(f"no descriptor for task {task_id!r}: pass a table (or spec) that describes it")
-        known = {m: catalog[m] for m in methods if m in catalog}
-        return {m: same_computation(tasks[task_id], known).get(m, m) for m in methods}
+        same = same_computation(tasks[task_id], {m: catalog[m] for m in methods if m in catalog})
+        return {m: same.get(m, m) for m in methods}
 
     def p_fail(self, cells, *, table: "PerfTable | None" = None) -> np.ndarray:
         """Probability that each cell's benchmark fails (``oom``, ``unsupported``, ...), from
@@ -726,12 +723,10 @@ def _representatives(ctx_keys, tasks: dict, catalog: dict[str, dict]) -> dict[st
     return out
 
 
-def _rep_matrix(ctx_keys, names: list[str], tasks: dict, catalog: dict[str, dict],
-                reps: dict[str, dict[str, str]] | None = None) -> np.ndarray | None:
+def _rep_matrix(ctx_keys, names: list[str], reps: dict[str, dict[str, str]]) -> np.ndarray | None:
     """(contexts, names): the column of the method whose value each cell measures — its own,
-    or its same-computation representative's when that is among ``names``. None when every
-    cell measures itself."""
-    reps = _representatives(ctx_keys, tasks, catalog) if reps is None else reps
+    or its same-computation representative's (``reps``, per task) when that is among
+    ``names``. None when every cell measures itself."""
     mi = {m: j for j, m in enumerate(names)}
     out = np.tile(np.arange(len(names)), (len(ctx_keys), 1))
     for i, (t, _) in enumerate(ctx_keys):
