@@ -14,7 +14,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from metasel._schema import (
     HARDWARE_COLUMNS, METHOD_COLUMNS, METRIC_NAMES, OBS_COLUMNS, TASK_COLUMNS,
@@ -199,6 +199,12 @@ class Store:
             old_d, new_d = dict(zip(columns, old)), dict(zip(columns, row))
             if all(old_d[c] == new_d[c] for c in compared):
                 continue
+            if name == "tasks" and old_d["spec"] == new_d["spec"]:
+                merged = _union_features(old_d["features"], new_d["features"])
+                if merged is not None:  # one side knows more features (landmarks) of the same task
+                    if merged != old_d["features"]:
+                        con.execute("UPDATE tasks SET features=? WHERE task_id=?", (merged, row[0]))
+                    continue
             if new_d[json_col] == "{}" and all(new_d[c] in ("{}", None) for c in compared):
                 continue  # a placeholder never replaces a real descriptor
             if all(old_d[c] in ("{}", None) for c in compared):
@@ -210,6 +216,23 @@ class Store:
                 f"{self.path}: {name} {key} {row[0]!r} is stored with another descriptor "
                 f"(differs in {diff}); nothing was written"
             )
+
+    def set_task_features(self, task_id: str, features: dict[str, Any], *, replace: bool = False) -> None:
+        """Add features (landmarks) to a stored task. A feature it already has with another
+        value is an :class:`InputDataError` (then nothing is written), unless ``replace``."""
+        blob = json.dumps(features, sort_keys=True, separators=(",", ":"))
+        with self._transaction() as con:
+            row = con.execute("SELECT features FROM tasks WHERE task_id=?", (task_id,)).fetchone()
+            if row is None:
+                raise InputDataError(f"{self.path}: no task {task_id!r} is stored")
+            old = row[0]
+            if replace:
+                old = json.dumps({k: v for k, v in json.loads(old or "{}").items() if k not in features})
+            merged = _union_features(old, blob)
+            if merged is None:
+                raise InputDataError(f"{self.path}: task {task_id!r} already has other values of "
+                                     f"{sorted(k for k in features if k in json.loads(row[0] or '{}'))}; nothing was written")
+            con.execute("UPDATE tasks SET features=? WHERE task_id=?", (merged, task_id))
 
     # ------------------------------------------------------------------ reading
 
@@ -259,6 +282,17 @@ class Store:
 
     def schema_version(self) -> int:
         return self._con.execute("PRAGMA user_version").fetchone()[0]
+
+
+def _union_features(old: str | None, new: str | None) -> str | None:
+    """The JSON of both feature sets when they agree on every feature they share, else None."""
+    try:
+        a, b = json.loads(old or "{}"), json.loads(new or "{}")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(a, dict) or not isinstance(b, dict) or any(a[k] != b[k] for k in a.keys() & b.keys()):
+        return None
+    return json.dumps({**a, **b}, sort_keys=True, separators=(",", ":"))
 
 
 def _sql_value(v):

@@ -116,9 +116,17 @@ def test_collect_cli_small_grid(tmp_path):
     hw = t.hardware.iloc[0]
     assert '"threads":1' in hw["specs"] and obs["versions"].str.contains("torch").all()
     assert set(t.methods["method"]) == {"baseline", "sdpa", "static_batching"}
+    # then the landmarks of both tasks, stored as their features
+    assert "landmarks: 2 task(s) measured" in r.output
+    import json
+
+    for feats in t.tasks["features"]:
+        lm = json.loads(feats)
+        assert lm["lookup_tokens_per_pass"] >= 1.0 and lm["draft_tokens_per_pass"] >= 1.0
     # resumable: a second run measures nothing
     r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(grid), "--threads", "1", "--quiet"])
     assert "collected 0 cells" in r.output and "skipped 6" in r.output
+    assert "landmarks: 0 task(s) measured" in r.output
 
 
 def test_timeout_is_recorded_and_run_continues(tmp_path):

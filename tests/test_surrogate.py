@@ -157,7 +157,16 @@ def test_pair_terms_match_hand_computation():
     assert z[0, 3, col["x.speculative_batched"]] == 1.0 and z[2, 3, col["x.speculative_batched"]] == 0.0
     assert z[2, 3, col["x.static_cache_accel"]] == 1.0 and z[0, 3, col["x.static_cache_accel"]] == 0.0
     assert not z[:, :, col["x.bf16_not_native"]].any()  # both have bf16 support
-    assert context_quantities({}, cpu).tolist() == [0.0] * 9  # a generic task: no effect
+    generic = context_quantities({}, cpu)  # a generic task: no effect, and no landmarks (NaN: the encoder fills them)
+    assert generic[:9].tolist() == [0.0] * 9 and np.isnan(generic[9:]).all()
+    # landmarks: prompt lookup pays with log tokens per pass, on accelerators by a term of its own
+    lm = {"lookup_tokens_per_pass": 2.0, "draft_tokens_per_pass": 0.5}  # below 1 is invalid: missing
+    ctx = np.stack([context_quantities({"model": llama, "workload": work}, cpu, lm),
+                    context_quantities({"model": llama, "workload": work}, gpu, lm)])
+    z = pair_terms(ctx, mth)
+    assert z[0, 3, col["x.lookup_landmark"]] == pytest.approx(np.log(2)) and z[0, 3, col["x.lookup_landmark_accel"]] == 0
+    assert z[1, 3, col["x.lookup_landmark_accel"]] == pytest.approx(np.log(2))
+    assert not z[:, :3, col["x.lookup_landmark"]].any() and np.isnan(ctx[:, 10]).all()
 
 
 def test_ensemble_predicts_the_mixture_of_its_members(synthetic, tmp_path):

@@ -48,21 +48,25 @@ def _models(ctx, store, tbl, spec, model_path, say):
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of predictions with intervals.")
+@click.option("--landmarks/--no-landmarks", default=True, show_default=True,
+              help="Measure the task's landmarks (seconds, with torch) when the store has none.")
 @click.pass_context
-def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot_path):
+def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot_path, landmarks):
     """Rank every method for a task on a machine, and name the next one worth benchmarking.
 
     Zero-shot when the store has no measurement of this task on this hardware; uses
     them when it has. Without --model it loads a model fitted earlier on the store's
     data, or fits one (and says which).
     """
-    from metasel.meta.advise import rank
+    from metasel.meta.advise import rank, with_landmarks
 
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     spec, task, hardware, price = _load(ctx, task_path, hardware_path, device)
     with open_store(ctx, create=False) as store:
         tbl = store.load()
         model, extra = _models(ctx, store, tbl, spec, model_path, say)
+    if model.uses_landmarks:
+        task = with_landmarks(task, tbl, measure=landmarks, say=say)
     result = rank(model, task, hardware, tbl, objective=spec.objective, price_per_hour=price, extra_models=extra)
     if as_json:
         click.echo(json.dumps({"task_id": task["task_id"], "task": task["name"], "hardware_id": hardware["hardware_id"],
@@ -111,15 +115,17 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
               help="Stop when one more benchmark is expected to gain less than this (relative).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=600, show_default=True)
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG of best-so-far against benchmarks.")
+@click.option("--landmarks/--no-landmarks", default=True, show_default=True,
+              help="Measure the task's landmarks (seconds) when the store has none, and store them.")
 @click.pass_context
-def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_gain, timeout_s, plot_path):
+def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_gain, timeout_s, plot_path, landmarks):
     """Run the active loop for real: ask → benchmark on this machine → store → tell → … → recommend.
 
     Resumable: measurements already in the store for this task and machine are told
     to the loop first, and only new ones are run.
     """
     from metasel.bench.runner import Cell, LocalWorker, cell_seed, observation_table
-    from metasel.meta.advise import descriptor_table
+    from metasel.meta.advise import descriptor_table, with_landmarks
     from metasel.meta.selector import Selector, StopRule
     from metasel.spec import load_task_spec
 
@@ -134,6 +140,8 @@ def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_ga
         with open_store(ctx) as store:
             tbl = store.load()
             model, _ = _models(ctx, store, tbl, spec, model_path, click.echo)
+            if model.uses_landmarks:
+                spec_task = with_landmarks(spec_task, tbl, measure=landmarks, say=click.echo)
             desc = descriptor_table(spec_task, hardware)
             max_b = budget or spec.budget.benchmarks or 5
             rule = StopRule(min_gain=min_gain, max_benchmarks=max_b, max_seconds=budget_seconds or spec.budget.seconds)
@@ -161,6 +169,8 @@ def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_ga
                 t1 = time.monotonic()
                 result = worker.measure(cell, timeout_s)
                 store.append(observation_table(cell, result, hardware, worker.versions or {}))
+                if spec_task["features"]:  # the task is stored now: keep its landmarks with it
+                    store.set_task_features(spec.task_id, spec_task["features"])
                 value = result.get(metric) if result["status"] == "ok" else None
                 sel.tell(ask.method, value, status=result["status"], seconds=time.monotonic() - t1)
                 click.echo(f"    {result['status']}" + (f": {number(value)} {metric}" if value is not None

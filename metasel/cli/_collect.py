@@ -35,8 +35,11 @@ def _threads(text: str) -> list[int | None]:
 @click.option("--force", is_flag=True, help="Measure cells again even if this hardware has them.")
 @click.option("--list", "list_only", is_flag=True, help="List the methods and exit.")
 @click.option("--quiet", is_flag=True, help="No per-cell progress lines.")
+@click.option("--landmarks/--no-landmarks", default=True, show_default=True,
+              help="Then measure the landmarks of the grid's tasks that have none (see 'metasel landmarks').")
 @click.pass_context
-def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, timeout_s, seed, force, list_only, quiet):
+def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, timeout_s, seed, force, list_only, quiet,
+                landmarks):
     """Measure (task, method) cells on this machine (or a Ray cluster) and append them to the store.
 
     Resumable: cells this hardware already has are skipped unless --force. Each
@@ -63,4 +66,31 @@ def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, 
         summary = collect(tasks, store, methods=names, repeats=repeats or g_repeats or 3, threads=_threads(threads),
                           device=device, ray=ray_address, force=force, timeout_s=timeout_s or g_timeout or 600.0,
                           seed=seed, progress=not quiet)
-    click.echo(summary.line())
+        click.echo(summary.line())
+        if landmarks:
+            from metasel.bench.landmarks import fill_store
+
+            click.echo("landmarks of the grid's tasks:")
+            got = fill_store(store, run_seed=seed, tasks={t.task_id for t in tasks}, say=click.echo)
+            click.echo(f"landmarks: {len(got)} task(s) measured")
+
+
+@main.command("landmarks")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Run seed the tasks were collected with (it sets each task's weights and prompts).")
+@click.option("--force", is_flag=True, help="Measure again tasks that have landmarks.")
+@click.pass_context
+def landmarks_cmd(ctx, seed, force):
+    """Measure the landmarks of the stored tasks that have none.
+
+    A landmark replays prompt lookup and assisted decoding on the tokens the task's
+    model generates greedily (its weights and prompts as the collector builds them),
+    and stores the tokens per target forward pass of each as task features: how much
+    speculative decoding can pay on this task. Seconds per task; tasks whose model the
+    collector cannot build (foreign tables) are skipped.
+    """
+    from metasel.bench.landmarks import fill_store
+
+    with open_store(ctx, create=False) as store:
+        got = fill_store(store, run_seed=seed, force=force, say=click.echo)
+    click.echo(f"landmarks: {len(got)} task(s) measured")

@@ -18,6 +18,53 @@ def task_descriptor(spec) -> dict:
     return {"task_id": spec.task_id, "name": spec.name, "spec": spec.task_dict(), "features": {}}
 
 
+# Above this many FLOPs (about a minute on a 2-core CPU), suggest/tune do not measure landmarks themselves.
+LANDMARK_MAX_FLOPS = 2e12
+
+
+def with_landmarks(task: dict, table, *, measure: bool, say: Callable[[str], None]) -> dict:
+    """``task`` with its landmarks as features: the store's, else measured here (when
+    ``measure``, the collector can build its model and one greedy serve of the workload
+    costs at most :data:`LANDMARK_MAX_FLOPS`), else none (the surrogate then uses the
+    training tasks' mean)."""
+    import json
+
+    from metasel.meta.features import LANDMARKS, model_numbers, workload_numbers
+
+    rows = table.tasks.loc[table.tasks["task_id"] == task["task_id"], "features"] if table is not None else []
+    stored = json.loads(rows.iloc[0] or "{}") if len(rows) else {}
+    if all(k in stored for k in LANDMARKS):
+        return {**task, "features": {**task.get("features", {}), **stored}}
+    from metasel.bench.landmarks import buildable
+
+    missing = "landmarks: none for this task (speculative decoding is predicted from the training tasks' mean)"
+    if not measure or not buildable(task["spec"]):
+        say(missing)
+        return task
+    spec = task["spec"]
+    p_mean, _, out_len, _, reqs = workload_numbers(spec["workload"])
+    flops = 2.0 * model_numbers(spec["model"])["active_params"] * (p_mean + out_len) * reqs
+    if not flops <= LANDMARK_MAX_FLOPS:
+        say(f"{missing}; measuring them takes one greedy serve of the workload (~{flops / 1e12:.0f} TFLOP), "
+            f"too long here: 'metasel landmarks' measures them for stored tasks")
+        return task
+    from metasel.bench.backend import Unsupported
+    from metasel.bench.landmarks import task_landmarks
+
+    try:
+        lm = task_landmarks(task["task_id"], task["spec"])
+    except ImportError as exc:  # torch and transformers are the optional 'bench' extra
+        say(f"landmarks: not measured ({exc}; pip install 'metasel[bench]')")
+        return task
+    except Unsupported as exc:
+        say(f"landmarks: not measured ({exc})")
+        return task
+    seconds = lm.pop("landmark_s")
+    say(f"landmarks: measured in {seconds:.1f} s: prompt lookup {lm['lookup_tokens_per_pass']:.2f}, "
+        f"assisted decoding {lm['draft_tokens_per_pass']:.2f} tokens per forward pass")
+    return {**task, "features": {**task.get("features", {}), **lm}}
+
+
 def hardware_descriptor(spec_hw, *, device: str = "cpu") -> dict:
     """``hardware: auto`` probes this machine; explicit specs become a descriptor with a stable id."""
     if spec_hw.auto:

@@ -177,19 +177,38 @@ CONV1D_ARCHS = ("gpt2", "openai-gpt")
 
 PAIR_TERMS = ("x.batching_log_batch", "x.batching_log_batch_accel", "x.weight_bytes_saved",
               "x.weight_bytes_saved_decode_bound", "x.bf16_not_native", "x.prefix_reuse",
-              "x.speculative_log_output", "x.speculative_batched", "x.static_cache_accel")
+              "x.speculative_log_output", "x.speculative_batched", "x.static_cache_accel",
+              "x.lookup_landmark", "x.draft_landmark", "x.lookup_landmark_accel")
+
+# Task features that landmarks (``metasel.bench.landmarks``) measure: tokens per target
+# forward pass under prompt lookup and under assisted decoding.
+LANDMARKS = ("lookup_tokens_per_pass", "draft_tokens_per_pass")
+N_CONTEXT_QUANTITIES = 11
+N_METHOD_QUANTITIES = 9
 
 
-def context_quantities(spec: Mapping[str, Any], hw: Mapping[str, Any]) -> np.ndarray:
+def landmark_logs(features: Mapping[str, Any] | None) -> list[float]:
+    """log of each landmark of a task's features (NaN where it has none, or an invalid one)."""
+    out = []
+    for name in LANDMARKS:
+        v = _num((features or {}).get(name))
+        out.append(math.log(v) if v == v and math.isfinite(v) and v >= 1.0 else math.nan)
+    return out
+
+
+def context_quantities(spec: Mapping[str, Any], hw: Mapping[str, Any],
+                       features: Mapping[str, Any] | None = None) -> np.ndarray:
     """The numbers of a (task, hardware) pair that the pair terms combine with a method's techniques.
 
     Order: log batch, on an accelerator, decode-bound, bf16 not native, prefix reuse,
-    log output length, batched, quantisable share of matmul weights, bits per weight.
-    Unknown numbers are 0 (no effect).
+    log output length, batched, quantisable share of matmul weights, bits per weight, then
+    the log landmarks of the task's ``features`` (:data:`LANDMARKS`). Unknown numbers are 0
+    (no effect), except the landmarks, which are NaN when the task has none (the encoder
+    fills in the training mean).
     """
     model, workload = spec.get("model"), spec.get("workload")
     if not isinstance(model, Mapping) or not isinstance(workload, Mapping):
-        return np.zeros(9)
+        return np.array([0.0] * 9 + landmark_logs(features))
     nums = model_numbers(model)
     _, _, out_len, batch, reqs = workload_numbers(workload)
     shared = _num(workload.get("shared_prefix"), 0.0)
@@ -207,16 +226,17 @@ def context_quantities(spec: Mapping[str, Any], hw: Mapping[str, Any]) -> np.nda
         share = 1.0
     vals = [_log(batch), accel, _num(an.get("a.decode_bound"), 0.0), 0.0 if native_bf16 else 1.0, reuse,
             _log(out_len), float(batch > 1), share, 8.0 * nums["bytes_per_weight"]]
-    return np.array([v if v == v else 0.0 for v in vals], dtype=float)
+    return np.array([v if v == v else 0.0 for v in vals] + landmark_logs(features), dtype=float)
 
 
 def method_quantities(techniques: Mapping[str, Any]) -> np.ndarray:
     """Technique flags the pair terms use: batching, int8 dynamic, weight bits, bf16, prefix
-    cache, speculative decoding, static cache."""
+    cache, speculative decoding, static cache, prompt lookup, assisted decoding."""
     t = {k: _num(v, 0.0) for k, v in techniques.items()}
     return np.array([max(t.get("static_batching", 0.0), t.get("continuous_batching", 0.0)), t.get("int8_dynamic", 0.0),
                      t.get("weight_bits", 0.0), t.get("bf16", 0.0), t.get("prefix_cache", 0.0),
-                     max(t.get("assisted", 0.0), t.get("prompt_lookup", 0.0)), t.get("static_cache", 0.0)])
+                     max(t.get("assisted", 0.0), t.get("prompt_lookup", 0.0)), t.get("static_cache", 0.0),
+                     t.get("prompt_lookup", 0.0), t.get("assisted", 0.0)])
 
 
 def _idle_techniques(task: Mapping[str, Any]) -> tuple[str, ...]:
@@ -266,23 +286,29 @@ def same_computation(task: Mapping[str, Any], methods: Mapping[str, Mapping[str,
 
 
 def pair_terms(ctx: np.ndarray, mth: np.ndarray) -> np.ndarray:
-    """Physics-shaped interactions of contexts (C, 9) and methods (M, 7) → (C, M, len(PAIR_TERMS)).
+    """Physics-shaped interactions of contexts (C, 11) and methods (M, 9) → (C, M, len(PAIR_TERMS)).
 
     What a method should change for a workload before any data: batching pays with the
     number of requests decoded together (more on accelerators); fewer weight bytes pay
     when decode is memory-bound (int8 dynamic quantises only Linear layers); bf16 is slow
     without native support; a prefix cache skips the shared prompt of later requests;
     speculative decoding pays with long outputs and runs at batch size 1 only; a static
-    cache removes allocation overhead that matters on accelerators.
+    cache removes allocation overhead that matters on accelerators; prompt lookup and
+    assisted decoding pay with the tokens per forward pass their landmark measured (prompt
+    lookup differently on accelerators, where its host-side candidate search and
+    dynamic cache weigh against launch-bound steps).
     """
-    log_b, accel, decode_bound, bf16_slow, reuse, log_out, batched, share, bits = (ctx[:, i][:, None] for i in range(9))
-    batching, int8, wbits, bf16, prefix, spec_dec, static = (mth[:, i][None, :] for i in range(7))
+    log_b, accel, decode_bound, bf16_slow, reuse, log_out, batched, share, bits, lookup_lm, draft_lm = (
+        ctx[:, i][:, None] for i in range(N_CONTEXT_QUANTITIES))
+    batching, int8, wbits, bf16, prefix, spec_dec, static, lookup, assisted = (
+        mth[:, i][None, :] for i in range(N_METHOD_QUANTITIES))
     with np.errstate(divide="ignore", invalid="ignore"):
         lowered = np.where((wbits > 0) & (bits > 0) & (wbits < bits), wbits / np.where(bits > 0, bits, 1.0), 1.0)
         ratio = np.where(int8 > 0, 1.0 - share + share * lowered, lowered)
         saved = -np.log(np.clip(ratio, 1e-3, 1.0))
     terms = [batching * log_b, batching * log_b * accel, saved, saved * decode_bound, bf16 * bf16_slow,
-             prefix * reuse, spec_dec * log_out, spec_dec * batched, static * accel]
+             prefix * reuse, spec_dec * log_out, spec_dec * batched, static * accel, lookup * lookup_lm,
+             assisted * draft_lm, lookup * lookup_lm * accel]
     return np.stack([np.broadcast_to(t, (ctx.shape[0], mth.shape[0])) for t in terms], axis=-1).astype(np.float32)
 
 
@@ -489,6 +515,7 @@ class FeatureEncoder:
     pca_method: _PCA | None = None
     pair_terms: bool = True  # False: no pair term is used (all scales 0)
     pair_scale: np.ndarray | None = None  # RMS of each pair term on the training pairs; 0 = unused
+    landmark_mean: np.ndarray | None = None  # mean log landmark of the training contexts (fills a missing one)
     embedder: Embedder | None = field(default=None, repr=False)
 
     # -- raw rows from descriptors
@@ -515,6 +542,14 @@ class FeatureEncoder:
         self.embed_kind = self.embedder.kind
         self.context_scaler = _Scaler.fit([self._context_row(t, h) for t, h in contexts])
         self.method_scaler = _Scaler.fit([self._method_row(m) for m in methods])
+        import warnings
+
+        if contexts:
+            cq = self._context_quantities(contexts)[:, 9:]
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # no training task has this landmark
+                mean = np.nanmean(cq, axis=0)
+            self.landmark_mean = np.where(np.isfinite(mean), mean, 0.0)
         raw = self._pair_raw(contexts, methods) if self.pair_terms else np.zeros((0, 0, len(PAIR_TERMS)))
         rms = np.sqrt(np.mean(raw ** 2, axis=(0, 1))) if raw.size else np.zeros(len(PAIR_TERMS))
         self.pair_scale = np.where(rms > 1e-9, rms, 0.0)
@@ -542,10 +577,18 @@ class FeatureEncoder:
         return x.astype(np.float32)
 
     @staticmethod
-    def _pair_raw(contexts: list[tuple[Mapping, Mapping]], methods: list[Mapping]) -> np.ndarray:
-        cq = np.stack([context_quantities(_json(t.get("spec")), _json(h.get("specs"))) for t, h in contexts]) \
-            if contexts else np.zeros((0, 9))
-        mq = np.stack([method_quantities(_json(m.get("techniques"))) for m in methods]) if methods else np.zeros((0, 7))
+    def _context_quantities(contexts: list[tuple[Mapping, Mapping]]) -> np.ndarray:
+        if not contexts:
+            return np.zeros((0, N_CONTEXT_QUANTITIES))
+        return np.stack([context_quantities(_json(t.get("spec")), _json(h.get("specs")), _json(t.get("features")))
+                         for t, h in contexts])
+
+    def _pair_raw(self, contexts: list[tuple[Mapping, Mapping]], methods: list[Mapping]) -> np.ndarray:
+        cq = self._context_quantities(contexts)
+        fill = self.landmark_mean if self.landmark_mean is not None else np.zeros(len(LANDMARKS))
+        cq[:, 9:] = np.where(np.isnan(cq[:, 9:]), fill, cq[:, 9:])  # a task without landmarks: the training mean
+        mq = np.stack([method_quantities(_json(m.get("techniques"))) for m in methods]) if methods \
+            else np.zeros((0, N_METHOD_QUANTITIES))
         return pair_terms(cq, mq)
 
     def pairs(self, contexts: list[tuple[Mapping, Mapping]], methods: list[Mapping]) -> np.ndarray:
@@ -576,7 +619,8 @@ class FeatureEncoder:
         meta = {"embed_kind": self.embed_kind, "embed_dims": self.embed_dims,
                 "context_scaler": self.context_scaler.state(), "method_scaler": self.method_scaler.state(),
                 "pair_terms": list(PAIR_TERMS),
-                "pair_scale": None if self.pair_scale is None else [float(v) for v in self.pair_scale]}
+                "pair_scale": None if self.pair_scale is None else [float(v) for v in self.pair_scale],
+                "landmark_mean": None if self.landmark_mean is None else [float(v) for v in self.landmark_mean]}
         arrays: dict[str, np.ndarray] = {}
         if self.embed_dims > 0:
             for name in ("pca_task", "pca_hw", "pca_method"):
@@ -594,9 +638,15 @@ class FeatureEncoder:
                   context_scaler=_Scaler.from_state(meta["context_scaler"]),
                   method_scaler=_Scaler.from_state(meta["method_scaler"]))
         if meta.get("pair_scale") is not None:
-            if list(meta.get("pair_terms", [])) != list(PAIR_TERMS):
+            stored = list(meta.get("pair_terms", []))
+            if stored != list(PAIR_TERMS[: len(stored)]):
                 raise ValueError("the model's pair terms differ from this metasel's")
-            enc.pair_scale = np.asarray(meta["pair_scale"], dtype=float)
+            # a model written before later terms existed does not use them (scale 0)
+            scale = np.zeros(len(PAIR_TERMS))
+            scale[: len(stored)] = np.asarray(meta["pair_scale"], dtype=float)
+            enc.pair_scale = scale
+        if meta.get("landmark_mean") is not None:
+            enc.landmark_mean = np.asarray(meta["landmark_mean"], dtype=float)
         if enc.embed_dims > 0:
             for name in ("pca_task", "pca_hw", "pca_method"):
                 setattr(enc, name, _PCA(*(np.asarray(arrays[f"enc.{name}.{k}"]) for k in ("mean", "components", "scale"))))

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from metasel.table import PerfTable
 
 FORMAT = "metasel-model"
-FORMAT_VERSION = 4  # 2: an ensemble of members, pair terms, per-context noise; 3: pair slopes; 4: same computations
+FORMAT_VERSION = 5  # 2: an ensemble of members, pair terms, per-context noise; 3: pair slopes; 4: same computations; 5: landmark pair terms
 OLDEST_READABLE = 2  # a format-2 file is a model without pair slopes; formats 2-3 were fitted without same_computation
 AUTO_ENSEMBLE_MAX_CELLS = 3000  # members=0 (auto): 3 fits up to this many training cells, 1 above
 
@@ -309,6 +309,16 @@ class Surrogate:
     @property
     def direction(self) -> str:
         return self._require().direction
+
+    @property
+    def uses_landmarks(self) -> bool:
+        """Whether a task's landmarks change this model's predictions: its training methods
+        include speculative decoding whose landmark varied over the training tasks."""
+        from metasel.meta.features import PAIR_TERMS
+
+        enc = self._require().encoder
+        used = {PAIR_TERMS[i] for i in enc.pair_columns}
+        return bool(used & {"x.lookup_landmark", "x.draft_landmark"})
 
     def _catalog(self, table: "PerfTable | None"):
         s = self._require()
