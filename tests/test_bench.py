@@ -179,6 +179,11 @@ def test_sigkill_midway_then_resume(tmp_path):
 
 
 @pytest.mark.ray
+# Ray starts its processes by fork + exec; when an earlier test has imported jax in this
+# process, jax warns at the fork (harmless: the child execs at once) from inside an at-fork
+# hook, which pytest would report as an error depending on test order.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_collect_on_local_ray_cluster(tmp_path, monkeypatch):
     pytest.importorskip("ray")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")

@@ -173,7 +173,7 @@ def test_landmarks_cli_fills_the_store_once(tmp_path):
         assert json.loads(dict(zip(s.load().tasks["task_id"], s.load().tasks["features"]))[task["task_id"]]) == lm
 
 
-def test_suggest_takes_stored_landmarks_else_measures_cheap_ones():
+def test_suggest_takes_stored_landmarks_else_measures_cheap_ones(tmp_path):
     from metasel.meta.advise import with_landmarks
 
     said = []
@@ -184,8 +184,16 @@ def test_suggest_takes_stored_landmarks_else_measures_cheap_ones():
     assert got["features"] == stored["features"] and not said  # the store's, nothing measured
     other = {**fresh, "task_id": "t-new"}
     assert with_landmarks(other, table, measure=False, say=said.append) == other and "none" in said[-1]
-    got = with_landmarks(other, table, measure=True, say=said.append)
-    assert got["features"]["lookup_tokens_per_pass"] >= 1.0 and "measured in" in said[-1]
+    with Store(tmp_path / "s.sqlite") as store:
+        store.append(table)
+        got = with_landmarks(other, table, measure=True, say=said.append, store=store)
+        assert got["features"]["lookup_tokens_per_pass"] >= 1.0 and "measured in" in said[-1]
+        assert "stored with the task" in said[-1]
+        # the next call reads them from the store, measuring nothing
+        again = store.load()
+        n = len(said)
+        assert with_landmarks(other, again, measure=True, say=said.append) == got and len(said) == n
+        assert store.count() == 1  # a task descriptor, no observation
     big = {"task_id": "t-big", "name": "big", "features": {},
            "spec": {"model": {**TINY, "layers": 32, "hidden": 4096, "heads": 32, "kv_heads": 32,
                               "intermediate": 11008, "vocab": 32000},

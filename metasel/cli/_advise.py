@@ -49,7 +49,7 @@ def _models(ctx, store, tbl, spec, model_path, say):
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of predictions with intervals.")
 @click.option("--landmarks/--no-landmarks", default=True, show_default=True,
-              help="Measure the task's landmarks (seconds, with torch) when the store has none.")
+              help="Measure the task's landmarks (seconds, with torch) when the store has none, and store them.")
 @click.pass_context
 def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot_path, landmarks):
     """Rank every method for a task on a machine, and name the next one worth benchmarking.
@@ -65,8 +65,8 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
     with open_store(ctx, create=False) as store:
         tbl = store.load()
         model, extra = _models(ctx, store, tbl, spec, model_path, say)
-    if model.uses_landmarks:
-        task = with_landmarks(task, tbl, measure=landmarks, say=say)
+        if model.uses_landmarks:
+            task = with_landmarks(task, tbl, measure=landmarks, say=say, store=store)
     result = rank(model, task, hardware, tbl, objective=spec.objective, price_per_hour=price, extra_models=extra)
     if as_json:
         click.echo(json.dumps({"task_id": task["task_id"], "task": task["name"], "hardware_id": hardware["hardware_id"],
@@ -141,7 +141,7 @@ def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_ga
             tbl = store.load()
             model, _ = _models(ctx, store, tbl, spec, model_path, click.echo)
             if model.uses_landmarks:
-                spec_task = with_landmarks(spec_task, tbl, measure=landmarks, say=click.echo)
+                spec_task = with_landmarks(spec_task, tbl, measure=landmarks, say=click.echo, store=store)
             desc = descriptor_table(spec_task, hardware)
             max_b = budget or spec.budget.benchmarks or 5
             rule = StopRule(min_gain=min_gain, max_benchmarks=max_b, max_seconds=budget_seconds or spec.budget.seconds)
@@ -169,8 +169,6 @@ def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_ga
                 t1 = time.monotonic()
                 result = worker.measure(cell, timeout_s)
                 store.append(observation_table(cell, result, hardware, worker.versions or {}))
-                if spec_task["features"]:  # the task is stored now: keep its landmarks with it
-                    store.set_task_features(spec.task_id, spec_task["features"])
                 value = result.get(metric) if result["status"] == "ok" else None
                 sel.tell(ask.method, value, status=result["status"], seconds=time.monotonic() - t1)
                 click.echo(f"    {result['status']}" + (f": {number(value)} {metric}" if value is not None

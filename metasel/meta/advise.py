@@ -22,11 +22,12 @@ def task_descriptor(spec) -> dict:
 LANDMARK_MAX_FLOPS = 2e12
 
 
-def with_landmarks(task: dict, table, *, measure: bool, say: Callable[[str], None]) -> dict:
+def with_landmarks(task: dict, table, *, measure: bool, say: Callable[[str], None], store=None) -> dict:
     """``task`` with its landmarks as features: the store's, else measured here (when
     ``measure``, the collector can build its model and one greedy serve of the workload
     costs at most :data:`LANDMARK_MAX_FLOPS`), else none (the surrogate then uses the
-    training tasks' mean)."""
+    training tasks' mean). Landmarks measured here are written to ``store`` with the task,
+    so the next call reads them."""
     import json
 
     from metasel.meta.features import LANDMARKS, model_numbers, workload_numbers
@@ -60,9 +61,17 @@ def with_landmarks(task: dict, table, *, measure: bool, say: Callable[[str], Non
         say(f"landmarks: not measured ({exc})")
         return task
     seconds = lm.pop("landmark_s")
+    task = {**task, "features": {**task.get("features", {}), **lm}}
+    if store is not None:
+        import pandas as pd
+
+        from metasel.table import PerfTable
+
+        store.append(PerfTable(pd.DataFrame(columns=["task_id", "method", "hardware_id"]), [task], None, None))
     say(f"landmarks: measured in {seconds:.1f} s: prompt lookup {lm['lookup_tokens_per_pass']:.2f}, "
-        f"assisted decoding {lm['draft_tokens_per_pass']:.2f} tokens per forward pass")
-    return {**task, "features": {**task.get("features", {}), **lm}}
+        f"assisted decoding {lm['draft_tokens_per_pass']:.2f} tokens per forward pass"
+        + ("; stored with the task" if store is not None else ""))
+    return task
 
 
 def hardware_descriptor(spec_hw, *, device: str = "cpu") -> dict:
