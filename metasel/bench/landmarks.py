@@ -24,16 +24,15 @@ workload and one draft pass per request: seconds for the collector's models.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Sequence
+
+from metasel.meta.features import LANDMARKS
 
 LOOKUP_TOKENS = 8  # prompt_lookup_num_tokens the collector sets
 LOOKUP_NGRAM = 2  # transformers' max_matching_ngram_size default
 DRAFT_TOKENS = 20  # transformers' num_assistant_tokens default
 DRAFT_CONFIDENCE = 0.4  # transformers' assistant_confidence_threshold default
-
-NAMES = ("lookup_tokens_per_pass", "draft_tokens_per_pass")
 
 
 def lookup_passes(seq: Sequence[int], start: int, *, tokens: int = LOOKUP_TOKENS, ngram: int = LOOKUP_NGRAM) -> int:
@@ -123,15 +122,6 @@ def measure_landmarks(task: dict[str, Any], *, seed: int, device: str = "cpu") -
             "landmark_s": time.perf_counter() - t0}
 
 
-def log_speedup(value: Any) -> float:
-    """log of a tokens-per-pass landmark; NaN when absent or invalid."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return math.log(v) if v >= 1.0 and math.isfinite(v) else math.nan
-
-
 def buildable(spec: dict[str, Any]) -> bool:
     """Whether the collector can build this task's model (an inference spec with an arch)."""
     model, workload = spec.get("model"), spec.get("workload")
@@ -162,7 +152,7 @@ def fill_store(store, *, run_seed: int = 0, force: bool = False, tasks: set[str]
         if tasks is not None and tid not in tasks:
             continue
         spec, feats = json.loads(spec_json or "{}"), json.loads(feats_json or "{}")
-        if not buildable(spec) or (not force and all(k in feats for k in NAMES)):
+        if not buildable(spec) or (not force and all(k in feats for k in LANDMARKS)):
             continue
         try:
             lm = task_landmarks(tid, spec, run_seed=run_seed)

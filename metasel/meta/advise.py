@@ -53,7 +53,7 @@ def with_landmarks(task: dict, table, *, measure: bool, say: Callable[[str], Non
     from metasel.bench.landmarks import task_landmarks
 
     try:
-        lm = task_landmarks(task["task_id"], task["spec"])
+        lm = task_landmarks(task["task_id"], spec)
     except ImportError as exc:  # torch and transformers are the optional 'bench' extra
         say(f"landmarks: not measured ({exc}; pip install 'metasel[bench]')")
         return task
@@ -63,11 +63,7 @@ def with_landmarks(task: dict, table, *, measure: bool, say: Callable[[str], Non
     seconds = lm.pop("landmark_s")
     task = {**task, "features": {**task.get("features", {}), **lm}}
     if store is not None:
-        import pandas as pd
-
-        from metasel.table import PerfTable
-
-        store.append(PerfTable(pd.DataFrame(columns=["task_id", "method", "hardware_id"]), [task], None, None))
+        store.append(descriptor_table(task))
     say(f"landmarks: measured in {seconds:.1f} s: prompt lookup {lm['lookup_tokens_per_pass']:.2f}, "
         f"assisted decoding {lm['draft_tokens_per_pass']:.2f} tokens per forward pass"
         + ("; stored with the task" if store is not None else ""))
@@ -88,13 +84,14 @@ def hardware_descriptor(spec_hw, *, device: str = "cpu") -> dict:
     return {"hardware_id": hid, "name": spec_hw.name or hid, "specs": specs, "price_per_hour": spec_hw.price_per_hour}
 
 
-def descriptor_table(task: dict, hardware: dict):
-    """A table with no observations that describes one task and one hardware."""
+def descriptor_table(task: dict, hardware: dict | None = None):
+    """A table with no observations that describes one task (and one hardware)."""
     import pandas as pd
 
     from metasel.table import PerfTable
 
-    return PerfTable(pd.DataFrame(columns=["task_id", "method", "hardware_id"]), [task], None, [hardware])
+    return PerfTable(pd.DataFrame(columns=["task_id", "method", "hardware_id"]), [task], None,
+                     [hardware] if hardware is not None else None)
 
 
 def model_for(table, metric: str, *, store_path: Path | None, model_path: str | None,

@@ -183,8 +183,10 @@ PAIR_TERMS = ("x.batching_log_batch", "x.batching_log_batch_accel", "x.weight_by
 # Task features that landmarks (``metasel.bench.landmarks``) measure: tokens per target
 # forward pass under prompt lookup and under assisted decoding.
 LANDMARKS = ("lookup_tokens_per_pass", "draft_tokens_per_pass")
+LANDMARK_TERMS = ("x.lookup_landmark", "x.draft_landmark", "x.lookup_landmark_accel")
 N_CONTEXT_QUANTITIES = 11
 N_METHOD_QUANTITIES = 9
+_LANDMARK_COLS = slice(N_CONTEXT_QUANTITIES - len(LANDMARKS), None)  # the context quantities that are landmarks
 
 
 def landmark_logs(features: Mapping[str, Any] | None) -> list[float]:
@@ -208,7 +210,7 @@ def context_quantities(spec: Mapping[str, Any], hw: Mapping[str, Any],
     """
     model, workload = spec.get("model"), spec.get("workload")
     if not isinstance(model, Mapping) or not isinstance(workload, Mapping):
-        return np.array([0.0] * 9 + landmark_logs(features))
+        return np.array([0.0] * _LANDMARK_COLS.start + landmark_logs(features))
     nums = model_numbers(model)
     _, _, out_len, batch, reqs = workload_numbers(workload)
     shared = _num(workload.get("shared_prefix"), 0.0)
@@ -542,15 +544,15 @@ class FeatureEncoder:
         self.embed_kind = self.embedder.kind
         self.context_scaler = _Scaler.fit([self._context_row(t, h) for t, h in contexts])
         self.method_scaler = _Scaler.fit([self._method_row(m) for m in methods])
-        import warnings
-
+        cq = self._context_quantities(contexts)
         if contexts:
-            cq = self._context_quantities(contexts)[:, 9:]
+            import warnings
+
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # no training task has this landmark
-                mean = np.nanmean(cq, axis=0)
+                mean = np.nanmean(cq[:, _LANDMARK_COLS], axis=0)
             self.landmark_mean = np.where(np.isfinite(mean), mean, 0.0)
-        raw = self._pair_raw(contexts, methods) if self.pair_terms else np.zeros((0, 0, len(PAIR_TERMS)))
+        raw = self._pair_raw(contexts, methods, cq) if self.pair_terms else np.zeros((0, 0, len(PAIR_TERMS)))
         rms = np.sqrt(np.mean(raw ** 2, axis=(0, 1))) if raw.size else np.zeros(len(PAIR_TERMS))
         self.pair_scale = np.where(rms > 1e-9, rms, 0.0)
         if self.embed_dims > 0:
@@ -583,10 +585,13 @@ class FeatureEncoder:
         return np.stack([context_quantities(_json(t.get("spec")), _json(h.get("specs")), _json(t.get("features")))
                          for t, h in contexts])
 
-    def _pair_raw(self, contexts: list[tuple[Mapping, Mapping]], methods: list[Mapping]) -> np.ndarray:
-        cq = self._context_quantities(contexts)
+    def _pair_raw(self, contexts: list[tuple[Mapping, Mapping]], methods: list[Mapping],
+                  cq: np.ndarray | None = None) -> np.ndarray:
+        """Unscaled pair terms; ``cq``: the contexts' quantities when already computed."""
+        cq = self._context_quantities(contexts) if cq is None else cq.copy()
         fill = self.landmark_mean if self.landmark_mean is not None else np.zeros(len(LANDMARKS))
-        cq[:, 9:] = np.where(np.isnan(cq[:, 9:]), fill, cq[:, 9:])  # a task without landmarks: the training mean
+        lm = cq[:, _LANDMARK_COLS]
+        cq[:, _LANDMARK_COLS] = np.where(np.isnan(lm), fill, lm)  # a task without landmarks: the training mean
         mq = np.stack([method_quantities(_json(m.get("techniques"))) for m in methods]) if methods \
             else np.zeros((0, N_METHOD_QUANTITIES))
         return pair_terms(cq, mq)

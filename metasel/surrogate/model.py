@@ -314,11 +314,9 @@ class Surrogate:
     def uses_landmarks(self) -> bool:
         """Whether a task's landmarks change this model's predictions: its training methods
         include speculative decoding whose landmark varied over the training tasks."""
-        from metasel.meta.features import PAIR_TERMS
+        from metasel.meta.features import LANDMARK_TERMS, PAIR_TERMS
 
-        enc = self._require().encoder
-        used = {PAIR_TERMS[i] for i in enc.pair_columns}
-        return bool(used & {"x.lookup_landmark", "x.draft_landmark"})
+        return any(PAIR_TERMS[i] in LANDMARK_TERMS for i in self._require().encoder.pair_columns)
 
     def _catalog(self, table: "PerfTable | None"):
         s = self._require()
