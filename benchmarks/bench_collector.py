@@ -29,7 +29,7 @@ def bare_latency_ms(task: dict, seed: int, repeats: int) -> float:
     """Hand-timed generate() of the same workload with plain sequential/batched calls (sdpa, fp32)."""
     import torch
 
-    from metasel.bench.backend import build_model, make_prompts
+    from metasel.bench.serve import build_model, make_prompts
 
     prompts, _ = make_prompts(task["workload"], task["model"]["vocab"], seed)
     out_len = task["workload"]["output_len"]
@@ -63,7 +63,7 @@ def main() -> None:
 
     logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
-    from metasel.bench.backend import measure, warm_up
+    from metasel.bench.serve import measure, warm_up
     from metasel.spec import parse_task_spec
 
     warm_up()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from metasel.store import read_export
+from metasel.data.store import read_export
 
 
 def main() -> None:

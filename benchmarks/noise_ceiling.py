@@ -2,7 +2,7 @@
 
 1. **Identical computations.** On a task whose requests come one at a time, static batching
    is plain generation, and with no shared prefix a prefix cache caches nothing
-   (``metasel.meta.features.same_computation``; the collector runs the very same calls).
+   (``metasel.domain.techniques.same_computation``; the collector runs the very same calls).
    Where the recorded best has m such twins, which of them was recorded fastest is chance,
    so no selector that has not seen the task's measurements picks it with probability
    above 1/m: the mean of 1/m over contexts bounds the expected top-1 of every model.
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load() -> pd.DataFrame:
     """ok cells of cpu-v1 and gpu-v1 with their device and same-computation representative."""
-    from metasel.meta.features import same_computation
+    from metasel.domain.techniques import same_computation
 
     frames = []
     for ds in ("cpu-v1", "gpu-v1"):

@@ -14,7 +14,7 @@ tokens, so the replay is exact up to floating-point ties.
   transformers' prompt lookup as the collector runs it (8 candidate tokens, first
   left-to-right match of the last 2-gram, else of the last token).
 - ``draft_tokens_per_pass``: the same under assisted decoding with the collector's draft
-  (:func:`metasel.bench.backend.draft_model_dict`, seed + 1), using transformers'
+  (:func:`metasel.bench.serve.draft_model_dict`, seed + 1), using transformers'
   defaults: up to 20 draft tokens, the draft stops after a token it is less than 40%
   sure of.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from metasel.meta.features import LANDMARKS
+from metasel.domain.pairs import LANDMARKS
 
 LOOKUP_TOKENS = 8  # prompt_lookup_num_tokens the collector sets
 LOOKUP_NGRAM = 2  # transformers' max_matching_ngram_size default
@@ -89,11 +89,11 @@ def draft_passes(seq: Sequence[int], start: int, agree: Sequence[bool], sure: Se
 
 def measure_landmarks(task: dict[str, Any], *, seed: int, device: str = "cpu") -> dict[str, float]:
     """The landmarks of one task (``task_dict`` form) with the collector's model and prompts
-    for ``seed`` (:func:`metasel.bench.runner.cell_seed`). Raises ``Unsupported`` when the
+    for ``seed`` (:func:`metasel.bench.cells.cell_seed`). Raises ``Unsupported`` when the
     collector cannot build the task's model."""
     import torch
 
-    from metasel.bench.backend import build_model, draft_model_dict, make_prompts
+    from metasel.bench.serve import build_model, draft_model_dict, make_prompts
 
     model, workload = task["model"], task["workload"]
     out_len = int(workload["output_len"])
@@ -131,7 +131,7 @@ def buildable(spec: dict[str, Any]) -> bool:
 
 def task_landmarks(task_id: str, spec: dict[str, Any], *, run_seed: int = 0, device: str = "cpu") -> dict[str, float]:
     """:func:`measure_landmarks` with the seed the collector gives this task for ``run_seed``."""
-    from metasel.bench.runner import cell_seed
+    from metasel.bench.cells import cell_seed
 
     return measure_landmarks(spec, seed=cell_seed(run_seed, task_id), device=device)
 
@@ -144,7 +144,7 @@ def fill_store(store, *, run_seed: int = 0, force: bool = False, tasks: set[str]
     with a message, never an error."""
     import json
 
-    from metasel.bench.backend import Unsupported
+    from metasel.bench.serve import Unsupported
 
     frame = store.load().tasks
     done: dict[str, dict[str, float]] = {}

@@ -6,13 +6,14 @@ predict combinations that were never measured. Adding a method is one call::
     register(Method("sdpa+int8_dynamic", attention="sdpa", weights="int8_dynamic",
                     description="SDPA attention with int8 dynamic Linear layers"))
 
-The backend (:mod:`metasel.bench.backend`) reads the fields; nothing here imports torch.
+The backend (:mod:`metasel.bench.serve`) reads the fields; nothing here imports torch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from metasel.domain import techniques as T
 from metasel.errors import InputDataError
 
 ATTENTION = ("eager", "sdpa")
@@ -48,7 +49,6 @@ class Method:
     prefix_cache: bool = False
     decoding: str = "greedy"
     description: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         for name, value, allowed in (("attention", self.attention, ATTENTION), ("weights", self.weights, WEIGHTS),
@@ -60,17 +60,17 @@ class Method:
     def techniques(self) -> dict[str, float]:
         """The technique vector: one number per technique, 0 when absent."""
         return {
-            "sdpa": float(self.attention == "sdpa"),
-            "bf16": float(self.weights == "bfloat16"),
-            "int8_dynamic": float(self.weights == "int8_dynamic"),
-            "weight_bits": {"float32": 32.0, "bfloat16": 16.0, "int8_dynamic": 8.0}[self.weights],
-            "static_cache": float(self.cache == "static"),
-            "compile": float(self.compile),
-            "static_batching": float(self.batching == "static"),
-            "continuous_batching": float(self.batching == "continuous"),
-            "prefix_cache": float(self.prefix_cache),
-            "assisted": float(self.decoding == "assisted"),
-            "prompt_lookup": float(self.decoding == "prompt_lookup"),
+            T.SDPA: float(self.attention == "sdpa"),
+            T.BF16: float(self.weights == "bfloat16"),
+            T.INT8_DYNAMIC: float(self.weights == "int8_dynamic"),
+            T.WEIGHT_BITS: {"float32": 32.0, "bfloat16": 16.0, "int8_dynamic": 8.0}[self.weights],
+            T.STATIC_CACHE: float(self.cache == "static"),
+            T.COMPILE: float(self.compile),
+            T.STATIC_BATCHING: float(self.batching == "static"),
+            T.CONTINUOUS_BATCHING: float(self.batching == "continuous"),
+            T.PREFIX_CACHE: float(self.prefix_cache),
+            T.ASSISTED: float(self.decoding == "assisted"),
+            T.PROMPT_LOOKUP: float(self.decoding == "prompt_lookup"),
         }
 
     def describe(self) -> str:

@@ -4,40 +4,24 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import click
 
 from metasel.cli import main
 from metasel.cli._data import open_store
-from metasel.cli._format import number, table
+from metasel._format import number, table
 
 
-def _load(ctx, task_path, hardware_path, device):
-    from metasel.meta.advise import hardware_descriptor, task_descriptor
-    from metasel.spec import _parse_hardware, load_task_spec, read_yaml
+def _hardware_spec(spec, hardware_path):
+    """The spec's hardware, or one from ``--hardware`` (``auto``: probe this machine; else a YAML file)."""
     from metasel._check import Checker
+    from metasel.spec import HardwareSpec, parse_hardware, read_yaml
 
-    spec = load_task_spec(task_path)
-    hw_spec = spec.hardware
-    if hardware_path and hardware_path != "auto":
-        hw_spec = _parse_hardware(Checker(hardware_path), read_yaml(hardware_path), "hardware")
-    elif hardware_path == "auto":
-        from metasel.spec import HardwareSpec
-
-        hw_spec = HardwareSpec(auto=True, threads=spec.hardware.threads)
-    return spec, task_descriptor(spec), hardware_descriptor(hw_spec, device=device), hw_spec.price_per_hour
-
-
-def _models(ctx, store, tbl, spec, model_path, say):
-    from metasel.meta.advise import model_for
-
-    model = model_for(tbl, spec.objective.metric, store_path=store.path, model_path=model_path, say=say)
-    extra = {}
-    for metric, limit in (("peak_mem_mb", spec.objective.max_memory_mb), ("latency_ms", spec.objective.latency_slo_ms)):
-        if limit is not None and metric != spec.objective.metric:
-            extra[metric] = model_for(tbl, metric, store_path=store.path, model_path=None, say=say)
-    return model, extra
+    if hardware_path == "auto":
+        return HardwareSpec(auto=True, threads=spec.hardware.threads)
+    if hardware_path:
+        return parse_hardware(Checker(hardware_path), read_yaml(hardware_path), "hardware")
+    return spec.hardware
 
 
 @main.command("suggest")
@@ -58,20 +42,21 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
     them when it has. Without --model it loads a model fitted earlier on the store's
     data, or fits one (and says which).
     """
-    from metasel.meta.advise import rank, with_landmarks
+    from metasel.app.suggest import suggest
+    from metasel.spec import load_task_spec
 
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    spec, task, hardware, price = _load(ctx, task_path, hardware_path, device)
+    spec = load_task_spec(task_path)
+    hardware_spec = _hardware_spec(spec, hardware_path)
     with open_store(ctx, create=False) as store:
-        tbl = store.load()
-        model, extra = _models(ctx, store, tbl, spec, model_path, say)
-        if model.uses_landmarks:
-            task = with_landmarks(task, tbl, measure=landmarks, say=say, store=store)
-    result = rank(model, task, hardware, tbl, objective=spec.objective, price_per_hour=price, extra_models=extra)
+        result = suggest(spec, store, hardware_spec=hardware_spec, device=device, model_path=model_path,
+                         landmarks=landmarks, say=say)
+    task, hardware = result.task, result.hardware
     if as_json:
         click.echo(json.dumps({"task_id": task["task_id"], "task": task["name"], "hardware_id": hardware["hardware_id"],
                                "hardware": hardware["name"], "metric": result.metric, "direction": result.direction,
-                               "methods": result.rows, "next": result.next_method, "next_reason": result.next_reason},
+                               "recommended": result.recommended["method"], "methods": result.rows, "next": result.next_method,
+                               "next_reason": result.next_reason},
                               indent=2))
     else:
         measured = sum(r["measured"] is not None for r in result.rows)
@@ -99,7 +84,7 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
         click.echo(f"next benchmark: {result.next_method} ({result.next_reason})" if result.next_method
                    else f"next benchmark: none ({result.next_reason})")
     if plot_path:
-        from metasel.meta.plots import plot_suggest
+        from metasel.plots import plot_suggest
 
         plot_suggest(result, task["name"], hardware["name"], plot_path)
         say(f"wrote {plot_path}")
@@ -124,69 +109,25 @@ def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_ga
     Resumable: measurements already in the store for this task and machine are told
     to the loop first, and only new ones are run.
     """
-    from metasel.bench.runner import Cell, LocalWorker, cell_seed, observation_table
-    from metasel.meta.advise import descriptor_table, with_landmarks
-    from metasel.meta.selector import Selector, StopRule
+    from metasel.app.tune import tune
     from metasel.spec import load_task_spec
 
     spec = load_task_spec(task_path)
     metric = spec.objective.metric
-    worker = LocalWorker(threads=spec.hardware.threads, device="cpu")
-    click.echo("starting the measuring process…")
-    worker.start()
-    try:
-        hardware = worker.hardware
-        spec_task = {"task_id": spec.task_id, "name": spec.name, "spec": spec.task_dict(), "features": {}}
-        with open_store(ctx) as store:
-            tbl = store.load()
-            model, _ = _models(ctx, store, tbl, spec, model_path, click.echo)
-            if model.uses_landmarks:
-                spec_task = with_landmarks(spec_task, tbl, measure=landmarks, say=click.echo, store=store)
-            desc = descriptor_table(spec_task, hardware)
-            max_b = budget or spec.budget.benchmarks or 5
-            rule = StopRule(min_gain=min_gain, max_benchmarks=max_b, max_seconds=budget_seconds or spec.budget.seconds)
-            sel = Selector(model, spec.task_id, hardware["hardware_id"], table=desc, rule=rule)
-            own = tbl.filter(tasks=[spec.task_id], hardware=[hardware["hardware_id"]]) if len(tbl) else None
-            prior = sel.surrogate.predict([(spec.task_id, m, hardware["hardware_id"]) for m in sel.state.candidates])
-            predicted = {m: math.exp(mu) for m, mu in zip(sel.state.candidates, prior.mean)}
-            if own is not None and len(own):
-                o = own.observations
-                for m, st, v in o[["method", "status", metric]].itertuples(index=False):
-                    if m in sel.state.measured or m in sel.state.failed:
-                        continue
-                    sel.tell(m, v if st == "ok" else None, status=st)
-                click.echo(f"resuming: {len(sel.history)} benchmark(s) of this task already in the store")
-            t0 = time.monotonic()
-            curve = []
-            while True:
-                ask = sel.ask()
-                if ask.method is None:
-                    click.echo(f"stop: {ask.reason}")
-                    break
-                click.echo(f"[{sel.state.num_benchmarks + 1}] benchmarking {ask.method} ({ask.reason}; predicted "
-                           f"{number(predicted.get(ask.method, math.nan))})")
-                cell = Cell(spec.task_id, spec.name, spec.task_dict(), ask.method, repeats, cell_seed(0, spec.task_id))
-                t1 = time.monotonic()
-                result = worker.measure(cell, timeout_s)
-                store.append(observation_table(cell, result, hardware, worker.versions or {}))
-                value = result.get(metric) if result["status"] == "ok" else None
-                sel.tell(ask.method, value, status=result["status"], seconds=time.monotonic() - t1)
-                click.echo(f"    {result['status']}" + (f": {number(value)} {metric}" if value is not None
-                                                         else f": {result.get('message', '')[:80]}"))
-                if sel.state.measured:
-                    curve.append(sel.best().value)
-            best = sel.best()
-            click.echo(f"recommendation: {best.method} — "
-                       + (f"measured {number(best.value)} {metric}" if best.measured else f"predicted {number(best.value)}")
-                       + f" after {sel.state.num_benchmarks} benchmark(s) in {time.monotonic() - t0:.0f}s")
-            rows = [(m, number(predicted.get(m, math.nan)), number(v) if v is not None else st)
-                    for m, st, v in sel.history]
-            if rows:
-                click.echo(table(["method", "predicted", "measured"], rows, align="lrr"))
-    finally:
-        worker.stop()
+    with open_store(ctx) as store:
+        result = tune(spec, store, budget=budget, budget_seconds=budget_seconds, model_path=model_path, repeats=repeats,
+                      min_gain=min_gain, timeout_s=timeout_s, landmarks=landmarks, say=click.echo)
+    best = result.best
+    click.echo(f"recommendation: {best.method} — "
+               + (f"measured {number(best.value)} {metric}" if best.measured else f"predicted {number(best.value)}")
+               + f" after {len(result.history)} benchmark(s) in {result.seconds:.0f}s")
+    rows = [(m, number(result.predicted.get(m, math.nan)), number(v) if v is not None else st)
+            for m, st, v in result.history]
+    if rows:
+        click.echo(table(["method", "predicted", "measured"], rows, align="lrr"))
+    curve = result.curve
     if plot_path and curve:
-        from metasel.meta.plots import plot_curve
+        from metasel.plots import plot_curve
 
         plot_curve({"metasel": curve}, f"tune: {spec.name}", metric, plot_path)
         click.echo(f"wrote {plot_path}")

@@ -60,7 +60,7 @@ def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, 
         tasks, g_methods, g_repeats, g_timeout = [parse_task_spec(raw, source=grid_path)], None, None, None
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else g_methods
     registry.resolve(names)  # unknown names fail here, before anything runs
-    from metasel.bench.runner import collect
+    from metasel.bench.collect import collect
 
     with open_store(ctx) as store:
         summary = collect(tasks, store, methods=names, repeats=repeats or g_repeats or 3, threads=_threads(threads),

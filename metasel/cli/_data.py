@@ -8,14 +8,14 @@ from pathlib import Path
 import click
 
 from metasel.cli import main
-from metasel.cli._format import number, table
+from metasel._format import number, table
 from metasel.errors import InputDataError
 
 FORMATS = ("auto", "metasel", "generic", "llm-inference-bench")
 
 
 def open_store(ctx: click.Context, *, create: bool = True):
-    from metasel.store import Store
+    from metasel.data.store import Store
 
     return Store(ctx.obj.get("store_path"), create=create)
 
@@ -42,8 +42,8 @@ def _detect_format(path: Path) -> str:
 def read_source(source: str, fmt: str, *, features=None, objective="min", hardware="any",
                 extended=False, include_flagged=False, llamacpp_batched="mark"):
     """Read any supported input into a validated PerfTable (nothing is written)."""
-    from metasel import importers
-    from metasel.store import read_export
+    from metasel.data import importers
+    from metasel.data.store import read_export
 
     path = Path(source)
     if not path.exists():
@@ -165,7 +165,7 @@ def show_cmd(ctx, metric, hardware_ids, top, as_json):
 @click.pass_context
 def export_cmd(ctx, out, fmt, hardware_ids):
     """Export the store as a folder (4 tables + manifest.json) that 'metasel import' reads back."""
-    from metasel.store import export_table
+    from metasel.data.store import export_table
 
     with open_store(ctx, create=False) as store:
         tbl = store.load(hardware=hardware_ids or None)

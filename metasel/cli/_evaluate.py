@@ -20,7 +20,7 @@ from metasel.cli import main
 @click.option("--exclude-flag", "exclude_flags", multiple=True, help="Leave out observations with this flag.")
 @click.option("--hardware", "hardware_ids", multiple=True, help="Only this hardware id (repeatable).")
 @click.option("--baselines", default="all", show_default=True, help="Comma-separated baseline names, or 'all' / 'none'.")
-@click.option("--steps", type=click.IntRange(10), default=1500, show_default=True, help="Surrogate training steps per fold.")
+@click.option("--steps", type=click.IntRange(10), default=None, help="Surrogate training steps per fold [default: TrainConfig's].")
 @click.option("--embed", type=click.Choice(["hash", "minilm", "auto", "none"]), default="hash", show_default=True)
 @click.option("--members", type=click.IntRange(0), default=0, show_default=True,
               help="Fits in the ensemble; 0 = 3 up to 3,000 observations, else 1.")
@@ -40,14 +40,14 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     and surrogate on its training part only. Writes results.md, results.json and PNG plots.
     """
     from metasel.cli._data import read_source
-    from metasel.errors import InputDataError, require
-    from metasel.meta import baselines as bl
-    from metasel.meta import evaluation as ev
+    from metasel.errors import require
+    from metasel.evaluation.harness import default_strategies, evaluate
+    from metasel.evaluation.report import write_report
 
     require("sklearn", feature="metasel evaluate", extra="eval")
     path = Path(data)
     if path.is_file() and path.suffix in (".sqlite", ".db"):
-        from metasel.store import Store
+        from metasel.data.store import Store
 
         with Store(path, create=False) as s:
             table = s.load()
@@ -58,40 +58,54 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     if exclude_flags:
         table = table.filter(exclude_flags=exclude_flags)
     metric = metric or ("value" if "value" in table.directions else "throughput_tok_s")
-    calibrate_by = "task"
-    if protocol == "loto":
-        folds = ev.leave_one_task_out(table, metric)
-    elif protocol == "loho":
-        folds = ev.leave_one_hardware_out(table, metric)
-        calibrate_by = "hardware"
-    elif protocol.startswith("group:"):
-        parts = protocol.split(":")
-        k = int(parts[2]) if len(parts) > 2 else 5
-        folds = ev.grouped_k_fold(table, metric, parts[1], k, seed=seed)
-        calibrate_by = parts[1]
-    elif protocol == "folds":
-        if not folds_path:
-            raise InputDataError("--protocol folds needs --folds FILE")
-        folds = ev.folds_from_csv(table, metric, folds_path)
-    else:
-        raise InputDataError(f"--protocol: expected loto, loho, group:<key>[:K] or folds, got {protocol!r}")
+    folds, calibrate_by = _folds(table, metric, protocol, folds_path, seed)
     if max_folds:
         folds = folds[:max_folds]
-    known = {b.name: b for b in bl.all_baselines()}
-    if baselines == "all":
-        chosen = list(known.values())
-    elif baselines == "none":
-        chosen = []
-    else:
-        names = [n.strip() for n in baselines.split(",") if n.strip()]
-        bad = [n for n in names if n not in known]
-        if bad:
-            raise InputDataError(f"--baselines: unknown {bad[0]!r}; known: {sorted(known)}")
-        chosen = [known[n] for n in names]
-    result = ev.evaluate(table, metric, folds, baselines=chosen, steps=steps, embed=embed, members=members, anytime_k=anytime_k,
-                         calibrate_by=calibrate_by, seed=seed, progress=lambda m: click.echo(m, err=True), jobs=jobs,
-                         skip_repeats=skip_repeats)
+    chosen = _baselines(baselines)
+    strategies = default_strategies(metric, baselines=chosen, steps=steps, embed=embed, members=members,
+                                    calibrate_by=calibrate_by, skip_repeats=skip_repeats)
+    result = evaluate(table, metric, folds, strategies=strategies, embed=embed, anytime_k=anytime_k, seed=seed,
+                      progress=lambda m: click.echo(m, err=True), jobs=jobs)
     result.protocol = protocol
-    ev.write_report(result, out_dir, title=title or f"{path.name}, {protocol}, {metric}", anytime_k=anytime_k)
+    write_report(result, out_dir, title=title or f"{path.name}, {protocol}, {metric}", anytime_k=anytime_k)
     click.echo((Path(out_dir) / "results.md").read_text())
     click.echo(f"wrote {out_dir}/results.md, results.json, anytime.png, per_task_regret.png")
+
+
+def _folds(table, metric: str, protocol: str, folds_path: str | None, seed: int):
+    """The folds of ``--protocol`` and what metasel's calibration should leave out to match them."""
+    from metasel.errors import InputDataError
+    from metasel.evaluation import folds as ev
+
+    if protocol == "loto":
+        return ev.leave_one_task_out(table, metric), "task"
+    if protocol == "loho":
+        return ev.leave_one_hardware_out(table, metric), "hardware"
+    if protocol.startswith("group:"):
+        parts = protocol.split(":")
+        if len(parts) > 3 or not parts[1] or (len(parts) == 3 and not (parts[2].isdigit() and int(parts[2]) >= 2)):
+            raise InputDataError(f"--protocol: expected group:<spec path or feature>[:K] with K >= 2, got {protocol!r}")
+        k = int(parts[2]) if len(parts) == 3 else 5
+        return ev.grouped_k_fold(table, metric, parts[1], k, seed=seed), parts[1]
+    if protocol == "folds":
+        if not folds_path:
+            raise InputDataError("--protocol folds needs --folds FILE")
+        return ev.folds_from_csv(table, metric, folds_path), "task"
+    raise InputDataError(f"--protocol: expected loto, loho, group:<key>[:K] or folds, got {protocol!r}")
+
+
+def _baselines(spec: str) -> list:
+    """The baselines named by ``--baselines`` (``all``, ``none`` or a comma-separated list)."""
+    from metasel.errors import InputDataError
+    from metasel.evaluation import baselines as bl
+
+    known = {b.name: b for b in bl.all_baselines()}
+    if spec == "all":
+        return list(known.values())
+    if spec == "none":
+        return []
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise InputDataError(f"--baselines: unknown {bad[0]!r}; known: {sorted(known)}")
+    return [known[n] for n in names]

@@ -16,7 +16,7 @@ from metasel.cli._data import open_store
 @click.option("--hardware", "hardware_ids", multiple=True, help="Only this hardware id (repeatable).")
 @click.option("--exclude-flag", "exclude_flags", multiple=True,
               help="Leave out observations with this flag, e.g. batch_semantics=prompt_batch.")
-@click.option("--steps", type=click.IntRange(1), default=2000, show_default=True, help="Optimiser steps.")
+@click.option("--steps", type=click.IntRange(10), default=None, help="Optimiser steps [default: TrainConfig's, 1500].")
 @click.option("--embed", type=click.Choice(["auto", "minilm", "hash", "none"]), default="hash", show_default=True,
               help="Text embeddings of the descriptions.")
 @click.option("--members", type=click.IntRange(0), default=0, show_default=True,
@@ -38,15 +38,16 @@ def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, me
     from metasel.errors import require
 
     require("jax", feature="metasel fit", extra="surrogate")
-    from metasel.surrogate import Surrogate, TrainConfig
+    from metasel.surrogate import BayesianSurrogate, TrainConfig
 
     with open_store(ctx, create=False) as store:
         table = store.load(hardware=hardware_ids or None)
     if exclude_flags:
         table = table.filter(exclude_flags=exclude_flags)
     t0 = time.perf_counter()
-    config = replace(TrainConfig(), steps=steps, members=members, pair_terms=pair_terms, pair_slopes=pair_slopes)
-    model = Surrogate(metric, config=config, embed=embed).fit(table, key=seed, calibrate_by=calibrate_by)
+    config = replace(TrainConfig(), members=members, pair_terms=pair_terms, pair_slopes=pair_slopes,
+                     **({"steps": steps} if steps else {}))
+    model = BayesianSurrogate(metric, config=config, embed=embed).fit(table, key=seed, calibrate_by=calibrate_by)
     model.save(out_path)
     info = model.info()
     click.echo(f"fitted {metric} ({info['direction']}) on {info['num_cells']:,} cells of {info['num_contexts']:,} "

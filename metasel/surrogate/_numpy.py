@@ -50,3 +50,21 @@ def posterior(mu: np.ndarray, psi: np.ndarray, prior_var: np.ndarray, noise_var:
     half = np.linalg.solve(chol, psi_q.T)  # (rank, q)
     var = np.sum(half ** 2, axis=0) + noise_var
     return mu[query] + psi_q @ mean_w, var
+
+
+def posterior_cov(psi: np.ndarray, prior_var: np.ndarray, noise_var: float, observed: np.ndarray,
+                  query: np.ndarray) -> np.ndarray:
+    """Joint predictive covariance (noise included) of one context's methods ``query`` given
+    measurements of ``observed`` (same model as :func:`posterior`; its diagonal is that variance).
+
+    Returns:
+        (len(query), len(query)).
+    """
+    psi_q = psi[query]
+    noise = noise_var * np.eye(len(query))
+    if len(observed) == 0:
+        return (psi_q * prior_var) @ psi_q.T + noise
+    psi_o = psi[observed]
+    precision = np.diag(1.0 / prior_var) + psi_o.T @ psi_o / noise_var
+    half = np.linalg.solve(np.linalg.cholesky(precision), psi_q.T)  # (rank, q)
+    return half.T @ half + noise

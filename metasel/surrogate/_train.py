@@ -11,7 +11,7 @@ a, f come from the context tower, c, g, phi from the method tower plus a free em
 per training method (prior N(0, emb_scale^2)); r, the context's log noise multiplier, is
 one more output of the context tower, so a context whose measurements are noisier (a
 GPU timing launch-bound toy models, say) pulls the shared towers less. z(c, m) are the pair terms of
-``metasel.meta.features.pair_terms`` (what a method's techniques should do for a
+``metasel.domain.pairs.pair_terms`` (what a method's techniques should do for a
 workload on a hardware: batching gain, weight bytes saved, ...), with weights
 beta ~ N(0, pair_prior^2). u_c are random slopes: how much batching (or int8, or
 speculative decoding) helps varies from context to context around beta, and it varies
@@ -121,16 +121,13 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
     computation), so both get that method's mean and loadings (``xp`` is expected to be
     gathered alike by the caller).
 
-    Returns numpy parameters: tower layers, method embeddings, noise and bias scales, and
-    the final loss trace.
+    Returns numpy parameters: tower layers, method embeddings, noise and bias scales, pair
+    weights and slopes, and the loss trace.
     """
     import jax
     import jax.numpy as jnp
     import numpyro
-    import numpyro.distributions as dist
     import optax
-    from flax import nnx
-    from numpyro.contrib.module import nnx_module
     from numpyro.infer import SVI, Trace_ELBO
     from numpyro.infer.autoguide import AutoDelta
     from numpyro.infer.initialization import init_to_value
@@ -138,13 +135,47 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
     key_init, key_svi = jax.random.split(key)
     ctx_mod, mth_mod = _towers(xc.shape[1], xm.shape[1], cfg, key_init)
     C, M = y.shape
-    xc_j = jnp.asarray(xc if xc.shape[1] else np.zeros((C, 1), np.float32))
-    xm_j = jnp.asarray(xm if xm.shape[1] else np.zeros((M, 1), np.float32))
-    y_j, mask_j = jnp.asarray(y, jnp.float32), jnp.asarray(mask, jnp.float32)
-    xp_j = jnp.asarray(xp if xp is not None else np.zeros((C, M, 0), np.float32), jnp.float32)
+    data = {"xc": jnp.asarray(xc if xc.shape[1] else np.zeros((C, 1), np.float32)),
+            "xm": jnp.asarray(xm if xm.shape[1] else np.zeros((M, 1), np.float32)),
+            "y": jnp.asarray(y, jnp.float32), "mask": jnp.asarray(mask, jnp.float32),
+            "xp": jnp.asarray(xp if xp is not None else np.zeros((C, M, 0), np.float32), jnp.float32),
+            "rep": None if rep is None else jnp.asarray(rep, jnp.int32)}
+    P = data["xp"].shape[2]
+    model = _model(ctx_mod, mth_mod, data, cfg)
+    # Start the method embeddings off zero: at zero the latent loadings have no gradient
+    # (the covariance is quadratic in them), so a symmetric start would never leave it.
+    key_emb, key_svi = jax.random.split(key_svi)
+    init = {"emb": 0.1 * jax.random.normal(key_emb, (M, 1 + cfg.k + cfg.rank)), "noise": jnp.asarray(0.3),
+            "s_bias": jnp.asarray(0.5)}
+    if P and cfg.pair_slopes:
+        init["tau"] = jnp.full(P, cfg.slope_prior)
+    guide = AutoDelta(model, init_loc_fn=init_to_value(values=init))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, min(100, cfg.steps // 10 + 1), cfg.steps, cfg.lr * 0.05)
+    optim = numpyro.optim.optax_to_numpyro(optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
+    result = SVI(model, guide, optim, Trace_ELBO()).run(key_svi, cfg.steps, progress_bar=False)
+    params = jax.device_get(result.params)
+    losses = np.asarray(result.losses)
+    _trim_compiled()
+    if not np.all(np.isfinite(losses[-10:])):
+        from metasel.errors import MetaselError
+
+        raise MetaselError("training diverged (non-finite loss); try fewer steps or a smaller learning rate")
+    return {**_numpy_params(params, P, cfg), "losses": losses}
+
+
+def _model(ctx_mod, mth_mod, data: dict, cfg: TrainConfig):
+    """The NumPyro model: tower weight priors, the embeddings and scales, and the exact marginal
+    likelihood of each context's observed values (latents integrated out)."""
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.contrib.module import nnx_module
+
+    xc_j, xm_j, y_j, mask_j, xp_j, rep_j = (data[k] for k in ("xc", "xm", "y", "mask", "xp", "rep"))
+    C, M = y_j.shape
     P = xp_j.shape[2]
     n_obs = mask_j.sum(axis=1)
-    rep_j = None if rep is None else jnp.asarray(rep, jnp.int32)
     eye = jnp.eye(M)
     width = 1 + cfg.k + cfg.rank
 
@@ -185,37 +216,21 @@ def fit_params(xc: np.ndarray, xm: np.ndarray, y: np.ndarray, mask: np.ndarray, 
         loglik = -0.5 * (jnp.sum(z ** 2, axis=1) + logdet + n_obs * math.log(2 * math.pi))
         numpyro.factor("lik", jnp.sum(loglik))
 
-    # Start the method embeddings off zero: at zero the latent loadings have no gradient
-    # (the covariance is quadratic in them), so a symmetric start would never leave it.
-    key_emb, key_svi = jax.random.split(key_svi)
-    init = {"emb": 0.1 * jax.random.normal(key_emb, (M, width)), "noise": jnp.asarray(0.3), "s_bias": jnp.asarray(0.5)}
-    if P and cfg.pair_slopes:
-        init["tau"] = jnp.full(P, cfg.slope_prior)
-    guide = AutoDelta(model, init_loc_fn=init_to_value(values=init))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, min(100, cfg.steps // 10 + 1), cfg.steps, cfg.lr * 0.05)
-    optim = numpyro.optim.optax_to_numpyro(optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
-    svi = SVI(model, guide, optim, Trace_ELBO())
-    result = svi.run(key_svi, cfg.steps, progress_bar=False)
-    params = jax.device_get(result.params)
-    losses = np.asarray(result.losses)
-    _trim_compiled()
-    if not np.all(np.isfinite(losses[-10:])):
-        from metasel.errors import MetaselError
+    return model
 
-        raise MetaselError("training diverged (non-finite loss); try fewer steps or a smaller learning rate")
 
-    def layers(prefix, mod):
+def _numpy_params(params: dict, num_pairs: int, cfg: TrainConfig) -> dict:
+    """The SVI result as float64 numpy arrays: each tower's (kernel, bias) layers, embeddings, scales."""
+
+    def layers(prefix):
         pure = params[f"{prefix}$params"]
-        out = []
-        for name in ("l0", "l1", "out"):
-            out.append((np.asarray(pure[name]["kernel"], np.float64), np.asarray(pure[name]["bias"], np.float64)))
-        return out
+        return [(np.asarray(pure[name]["kernel"], np.float64), np.asarray(pure[name]["bias"], np.float64))
+                for name in ("l0", "l1", "out")]
 
+    slopes = num_pairs and cfg.pair_slopes
     return {
-        "ctx_layers": layers("ctx", ctx_mod), "mth_layers": layers("mth", mth_mod),
-        "emb": np.asarray(params["emb_auto_loc"], np.float64),
+        "ctx_layers": layers("ctx"), "mth_layers": layers("mth"), "emb": np.asarray(params["emb_auto_loc"], np.float64),
         "noise": float(params["noise_auto_loc"]), "s_bias": float(params["s_bias_auto_loc"]),
-        "beta": np.asarray(params["beta_auto_loc"], np.float64) if P else np.zeros(0),
-        "tau": np.asarray(params["tau_auto_loc"], np.float64) if P and cfg.pair_slopes else np.zeros(0),
-        "losses": losses, "nnx_version": getattr(nnx, "__name__", "flax.nnx"),
+        "beta": np.asarray(params["beta_auto_loc"], np.float64) if num_pairs else np.zeros(0),
+        "tau": np.asarray(params["tau_auto_loc"], np.float64) if slopes else np.zeros(0),
     }

@@ -1,0 +1,130 @@
+"""``suggest``: rank every method for a task on a machine, and name the next one worth benchmarking.
+
+Flow: the task spec and its hardware become descriptors (:mod:`metasel.app.descriptors`);
+the store's table and a model of the objective (loaded, cached or fitted:
+:mod:`metasel.app.models`) are conditioned on what the store has measured for this task
+here; the model's joint posterior over the methods gives each one's predicted value,
+interval and P(best); the failure model and constraint models give P(feasible); the
+selector (:class:`metasel.select.Selector`) names the next benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from metasel.app.descriptors import descriptor_table, hardware_descriptor, task_descriptor, with_landmarks
+from metasel.app.models import model_for
+
+
+@dataclass
+class Ranked:
+    rows: list[dict[str, Any]]  # one per method, best first (feasible ones before the rest)
+    next_method: str | None
+    next_reason: str
+    metric: str
+    direction: str
+    task: dict
+    hardware: dict
+
+    @property
+    def recommended(self) -> dict:
+        return self.rows[0]
+
+
+def _measured_here(own, metric: str) -> tuple[dict[str, float], dict[str, str]]:
+    """Measured values and failure statuses of one context's observations (a success wins)."""
+    failed: dict[str, str] = {}
+    measured: dict[str, float] = {}
+    if own is not None and len(own):
+        o = own.observations
+        for m, s in o.loc[o["status"] != "ok", ["method", "status"]].itertuples(index=False):
+            failed.setdefault(m, s)
+        for m, v in own.long(metric)[["method", "value"]].itertuples(index=False):
+            measured[m] = float(v)
+            failed.pop(m, None)
+    return measured, failed
+
+
+def _constraint_feasibility(extra_models: dict | None, objective, desc, cond_table, cells) -> np.ndarray:
+    """P(meets the memory cap and latency SLO) per cell, from the constraint metrics' models."""
+    from metasel.select import acquisition as acq
+
+    p = np.ones(len(cells))
+    for metric, limit in (("peak_mem_mb", objective.max_memory_mb), ("latency_ms", objective.latency_slo_ms)):
+        if limit is not None and extra_models and metric in extra_models:
+            ep = extra_models[metric].condition(desc).condition(cond_table).predict(cells)
+            p *= acq.probability_feasible(ep.mean, ep.std, limit)
+    return p
+
+
+def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour: float | None,
+         extra_models: dict | None = None, seed: int = 0) -> Ranked:
+    """Every method's prediction for the task on the hardware, measured ones included."""
+    from metasel.select import Selector, StopRule
+    from metasel.select import acquisition as acq
+
+    tid, hid = task["task_id"], hardware["hardware_id"]
+    desc = descriptor_table(task, hardware)
+    own = table.filter(tasks=[tid], hardware=[hid]) if len(table) else None
+    cond_table = own if own is not None and len(own) else desc
+    model = model.condition(desc).condition(cond_table)
+    measured, failed = _measured_here(own, model.metric)
+    methods = model.methods
+    cells = [(tid, m, hid) for m in methods]
+    pred = model.predict(cells, joint=True)
+    lo, hi = pred.interval(0.9)
+    p_best = acq.probability_best(pred.mean, pred.std, rng=np.random.default_rng(seed), direction=model.direction,
+                                  cov=pred.covariance())
+    constraint = _constraint_feasibility(extra_models, objective, desc, cond_table, cells)
+    p_ok = 1.0 - model.p_fail(cells)  # failures of each method on similar contexts
+    p_feas = np.where([m in failed for m in methods], 0.0,
+                      np.where([m in measured for m in methods], constraint, constraint * p_ok))
+    same = model.same_computation(tid, methods)  # e.g. static batching of one request = plain generation
+    rows = []
+    for i, m in enumerate(methods):
+        med = float(np.exp(pred.mean[i]))
+        row = {"method": m, "predicted": med, "low90": float(np.exp(lo[i])), "high90": float(np.exp(hi[i])),
+               "log_std": float(pred.std[i]), "p_best": float(p_best[i]), "p_feasible": float(p_feas[i]),
+               "measured": measured.get(m), "status": failed.get(m, "ok" if m in measured else ""),
+               "same_as": same[m] if same[m] != m else None}
+        if price_per_hour is not None and model.metric == "throughput_tok_s":
+            row["usd_per_mtok"] = price_per_hour / (measured.get(m, med) * 3600.0) * 1e6
+        rows.append(row)
+    sign = -1.0 if model.direction == "max" else 1.0
+    rows.sort(key=lambda r: (r["p_feasible"] < 0.5,
+                             sign * (r["measured"] if r["measured"] is not None else r["predicted"])))
+    sel = Selector(model, tid, hid, candidates=methods, rule=StopRule(), key=seed, measured=measured, failed=failed,
+                   feasibility=dict(zip(methods, constraint.tolist())))  # the selector applies the failure model itself
+    ask = sel.ask()
+    return Ranked(rows, ask.method, ask.reason, model.metric, model.direction, task, hardware)
+
+
+def models_for(table, objective, *, store_path: Path | None, model_path: str | None, say: Callable[[str], None]):
+    """The objective's model and, for each constraint the spec sets, a model of its metric."""
+    model = model_for(table, objective.metric, store_path=store_path, model_path=model_path, say=say)
+    extra = {}
+    for metric, limit in (("peak_mem_mb", objective.max_memory_mb), ("latency_ms", objective.latency_slo_ms)):
+        if limit is not None and metric != objective.metric:
+            extra[metric] = model_for(table, metric, store_path=store_path, model_path=None, say=say)
+    return model, extra
+
+
+def suggest(spec, store, *, hardware_spec=None, device: str = "cpu", model_path: str | None = None,
+            landmarks: bool = True, say: Callable[[str], None] = lambda m: None, seed: int = 0) -> Ranked:
+    """Rank every method for ``spec``'s task on its hardware (or ``hardware_spec``), from ``store``.
+
+    Zero-shot when the store has no measurement of this task on this hardware; uses them
+    when it has. Landmarks of a new task are measured (and stored) when the model uses them.
+    """
+    hw = hardware_descriptor(hardware_spec or spec.hardware, device=device)
+    task = task_descriptor(spec)
+    table = store.load()
+    model, extra = models_for(table, spec.objective, store_path=store.path, model_path=model_path, say=say)
+    if model.uses_landmarks:
+        task = with_landmarks(task, table, measure=landmarks, say=say, store=store)
+    price = (hardware_spec or spec.hardware).price_per_hour
+    return rank(model, task, hw, table, objective=spec.objective, price_per_hour=price, extra_models=extra, seed=seed)

@@ -1,0 +1,123 @@
+"""Run cells and write each observation to the store as it arrives.
+
+``collect`` is the whole job behind ``metasel collect``: plan the cells of a grid,
+skip those already measured on this hardware, measure the rest locally (one worker
+process per hardware profile) or on a Ray cluster, and append every observation in
+its own transaction, so a killed run loses no finished observation and stores no
+half one.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from metasel._schema import STATUSES
+from metasel.bench.cells import Cell, observation_table, plan
+from metasel.bench.executors.local import run_local
+from metasel.bench.executors.ray import run_ray
+
+
+@dataclass
+class Summary:
+    """What a collection did."""
+
+    done: int = 0
+    skipped: int = 0
+    by_status: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STATUSES})
+    seconds: float = 0.0
+    hardware: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        failed = {k: v for k, v in self.by_status.items() if k != "ok" and v}
+        fails = ", ".join(f"{k} {v}" for k, v in failed.items()) or "none"
+        return (f"collected {self.done} cells ({self.by_status['ok']} ok; failed: {fails}), "
+                f"skipped {self.skipped} already measured, in {_fmt_time(self.seconds)} "
+                f"on {len(self.hardware)} hardware profile(s)")
+
+
+def _fmt_time(s: float) -> str:
+    if s != s or s == math.inf:
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class Progress:
+    """A tqdm bar over the cells on stderr (ETA from measured cells; skipped ones cost nothing),
+    with one line per finished cell above it."""
+
+    def __init__(self, total: int, enabled: bool = True, stream=None):
+        from tqdm import tqdm
+
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.bar = tqdm(total=total, disable=not enabled, file=self.stream, unit="cell", dynamic_ncols=True,
+                        smoothing=0.0)
+
+    def skip(self) -> None:
+        self.bar.update(1)
+
+    def update(self, cell: Cell, hardware_name: str, result: dict) -> None:
+        if self.enabled:
+            thr = result.get("throughput_tok_s")
+            what = f"{thr:,.1f} tok/s" if result["status"] == "ok" and thr is not None else result.get("message", "")[:70]
+            self.bar.write(f"{hardware_name} | {cell.task_name} | {cell.method}: {result['status']} {what}", file=self.stream)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ---------------------------------------------------------------------------- the job
+
+
+def collect(tasks: Iterable, store, *, methods=None, repeats: int = 3, threads: Iterable[int | None] = (None,),
+            device: str = "cpu", ray: str | None = None, force: bool = False, timeout_s: float = 600.0,
+            seed: int = 0, progress: bool = True, stream=None) -> Summary:
+    """Measure every (task, method) cell on each hardware profile and store each result.
+
+    Args:
+        tasks: :class:`~metasel.spec.TaskSpec` objects (e.g. ``grid.tasks``).
+        store: an open :class:`~metasel.data.store.Store`.
+        methods: method names (``None``: every registered method except the compiled ones).
+        threads: one hardware profile per entry (``None``: all cores).
+        ray: a Ray address, ``auto`` or ``local``; ``None`` runs here.
+        force: measure cells again even if the store has them for this hardware.
+    """
+    from metasel.bench import methods as registry
+
+    chosen = registry.resolve(methods)
+    cells = plan(list(tasks), chosen, repeats=repeats, seed=seed)
+    threads = list(threads)
+    summary = Summary()
+    bar = Progress(len(cells) * len(threads), enabled=progress, stream=stream)
+    t0 = time.monotonic()
+
+    def on_result(cell, result, hardware, versions):
+        store.append(observation_table(cell, result, hardware, versions))
+        summary.done += 1
+        summary.by_status[result["status"]] = summary.by_status.get(result["status"], 0) + 1
+        bar.update(cell, hardware["name"], result)
+
+    def on_skip(cell, hardware):
+        summary.skipped += 1
+        bar.skip()
+
+    try:
+        for th in threads:
+            if ray:
+                hws = run_ray(cells, address=ray, threads=th, device=device, timeout_s=timeout_s, store=store,
+                              force=force, on_result=on_result, on_skip=on_skip)
+                summary.hardware += [h["hardware_id"] for h in hws]
+            else:
+                hw = run_local(cells, threads=th, device=device, timeout_s=timeout_s, store=store, force=force,
+                               on_result=on_result, on_skip=on_skip)
+                summary.hardware.append(hw["hardware_id"])
+    finally:
+        bar.close()
+        summary.seconds = time.monotonic() - t0
+    return summary

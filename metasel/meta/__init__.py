@@ -1,1 +1,0 @@
-"""Meta-learning parts: features, acquisition functions, selection, baselines, evaluation."""

@@ -1,0 +1,75 @@
+"""PNG plots (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+
+def pyplot():
+    """matplotlib's pyplot on the headless Agg backend (a clear error without matplotlib)."""
+    from metasel.errors import require
+
+    mpl = require("matplotlib", feature="--plot", extra="eval")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_suggest(result, task_name: str, hardware_name: str, path: str) -> None:
+    """Predicted metric with 90% intervals per method; measured values as dots."""
+    plt = pyplot()
+    rows = result.rows
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
+    y = range(len(rows))
+    pred = [r["predicted"] for r in rows]
+    lo = [r["predicted"] - r["low90"] for r in rows]
+    hi = [r["high90"] - r["predicted"] for r in rows]
+    ax.errorbar(pred, list(y), xerr=[lo, hi], fmt="o", color="tab:blue", capsize=3, label="predicted (90% interval)")
+    meas = [(r["measured"], i) for i, r in enumerate(rows) if r["measured"] is not None]
+    if meas:
+        ax.scatter([m for m, _ in meas], [i for _, i in meas], color="tab:red", zorder=3, label="measured")
+    ax.set_yticks(list(y))
+    ax.set_yticklabels([r["method"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel(result.metric)
+    ax.set_title(f"{task_name} on {hardware_name}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curve(curves: Mapping[str, Sequence[float]], title: str, ylabel: str, path: str,
+               xlabel: str = "benchmarks run") -> None:
+    """Lines of value against step (best-so-far, regret…)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in curves.items():
+        ax.plot(range(1, len(values) + 1), list(values), marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_per_task(frame, path, title) -> None:
+    """Per-task regret of a few strategies (columns of ``frame``), tasks sorted by the first."""
+    plt = pyplot()
+    frame = frame.sort_values(frame.columns[0])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for col in frame.columns:
+        ax.plot(range(len(frame)), frame[col].to_numpy(), marker=".", linestyle="none", label=col)
+    ax.set_xlabel("held-out task (sorted by metasel regret)")
+    ax.set_ylabel("relative regret")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_title(f"{title}: per-task regret", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,621 @@
+"""The Bayesian matrix-completion surrogate (Flax nnx towers + NumPyro, trained with optax).
+
+``BayesianSurrogate(metric).fit(table, key=...)`` learns, for one metric, a predictive
+distribution of its log for every (task, method, hardware) cell — seen or not — from side
+information (features and text embeddings of tasks, hardware and methods) and
+collaborative structure (contexts that behaved alike on the methods they share behave
+alike on the rest). See ``_train.py`` for the model. A fitted surrogate follows the
+:class:`~metasel.surrogate.base.Surrogate` protocol:
+
+- ``predict(cells)`` → :class:`~metasel.surrogate.base.Posterior` (mean and std of the natural
+  log of the metric; ``joint=True`` adds each context's covariance), given every
+  observation it holds for the cell's (task, hardware);
+- ``condition(observations)`` → a new surrogate that also holds these observations; no
+  refit, closed form, milliseconds;
+- ``save(path)`` / ``BayesianSurrogate.load(path)``: a versioned file that reloads to
+  identical predictions in a fresh process, without jax; a file of another format is
+  refused ("refit with metasel fit").
+
+Fitting needs jax, flax, numpyro and optax; predicting and conditioning need numpy only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+
+from metasel.errors import InputDataError, NotFittedError
+from metasel.surrogate import _numpy
+from metasel.surrogate._common import (Catalog, Failures, cell_positions, cells_frame, context_keys, p_fail_cells,
+                                       seed_of)
+from metasel.surrogate._train import TrainConfig
+from metasel.surrogate.base import Posterior
+from metasel.surrogate.encoding import FeatureEncoder
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from metasel.data.table import PerfTable
+
+FORMAT = "metasel-model"
+FORMAT_VERSION = 6  # 6: the layered package (kind field, catalogue and failures in one place)
+KIND = "bayesian"
+AUTO_ENSEMBLE_MAX_CELLS = 3000  # members=0 (auto): 3 fits up to this many training cells, 1 above
+
+
+@dataclass
+class _Member:
+    """One MAP fit: tower layers, free method embeddings, noise and bias scales, pair weights."""
+
+    ctx_layers: list
+    mth_layers: list
+    emb: np.ndarray  # (num_train_methods, width)
+    noise: float
+    s_bias: float
+    beta: np.ndarray  # weights of the encoder's pair terms
+    tau: np.ndarray  # std of each context's own pair slopes (none: empty)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "_Member":
+        return cls(params["ctx_layers"], params["mth_layers"], params["emb"], params["noise"], params["s_bias"],
+                   params["beta"], params["tau"])
+
+
+@dataclass
+class _State:
+    metric: str
+    direction: str
+    config: TrainConfig
+    encoder: FeatureEncoder
+    members: list  # of _Member: the ensemble; predictions are their equal-weight mixture
+    y_mean: float
+    y_std: float
+    train_methods: list[str]
+    catalog: Catalog
+    evidence: dict[tuple[str, str], dict[str, float]]  # (task, hw) -> method -> standardised y
+    data_hash: str
+    failures: Failures | None
+    losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    fit_info: dict = field(default_factory=dict)
+    calib_zero: float = 1.0  # std inflation for contexts with no observation (zero-shot)
+    calib_cond: float = 1.0  # std inflation for new contexts with observations (conditioned)
+    calib_seen: float = 1.0  # std inflation for contexts the model was trained on
+    train_contexts: frozenset = frozenset()
+
+
+@dataclass
+class _Query:
+    """The arrays one prediction needs: the cells' contexts and methods, inputs and positions."""
+
+    ctx_keys: list
+    names: list[str]
+    xm: np.ndarray
+    xc: np.ndarray
+    xp: np.ndarray | None
+    cidx: np.ndarray  # each cell's context row
+    midx: np.ndarray  # each cell's method column (its representative's, for a same computation)
+    rep: np.ndarray | None
+    order: np.ndarray  # cells sorted by context
+    bounds: np.ndarray  # context i's cells are order[bounds[i]:bounds[i + 1]]
+
+    def rows(self, i: int) -> np.ndarray:
+        return self.order[self.bounds[i]:self.bounds[i + 1]]
+
+
+class BayesianSurrogate:
+    """Bayesian matrix-completion surrogate for one metric.
+
+    Args:
+        metric: the metric to model (its log is the target).
+        config: tower widths, latent rank, training steps.
+        embed: text embeddings: ``hash`` (hashed bag of words; the default, because a
+            model fitted with MiniLM needs torch + sentence-transformers to embed every new
+            task, which makes a cold ``suggest`` ~6 s instead of ~0.7 s), ``minilm``
+            (all-MiniLM-L6-v2 from the offline package), ``auto`` (MiniLM when installed)
+            or ``none``.
+        embed_dims: PCA dimensions kept per embedded description.
+    """
+
+    def __init__(self, metric: str = "throughput_tok_s", *, config: TrainConfig | None = None,
+                 embed: str = "hash", embed_dims: int = 4, _state: _State | None = None):
+        from metasel._schema import METRICS
+
+        if metric not in METRICS:
+            raise InputDataError(f"metric: expected one of {list(METRICS)}, got {metric!r}")
+        if embed not in ("auto", "minilm", "hash", "none"):
+            raise InputDataError(f"embed: expected 'auto', 'minilm', 'hash' or 'none', got {embed!r}")
+        self.metric = metric
+        self.config = config or TrainConfig()
+        self.embed = embed
+        self.embed_dims = 0 if embed == "none" else int(embed_dims)
+        self._state = _state
+
+    def _with(self, state: _State) -> "BayesianSurrogate":
+        return BayesianSurrogate(self.metric, config=self.config, embed=self.embed, embed_dims=self.embed_dims,
+                                 _state=state)
+
+    # ------------------------------------------------------------------ fitting
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._state is not None
+
+    def _require(self) -> _State:
+        if self._state is None:
+            raise NotFittedError("this surrogate is not fitted: call .fit(table, key=...) or BayesianSurrogate.load(path)")
+        return self._state
+
+    def fit(self, table: "PerfTable", *, key, calibrate: bool = True, calibrate_by: str = "task") -> "BayesianSurrogate":
+        """Fit on a performance table; returns a new, fitted surrogate (``table`` is not changed).
+
+        With ``calibrate``, the predictive std is then calibrated on the training data
+        alone: a second fit leaves out a fifth of the training units, and the spread of its
+        errors on them (zero-shot, after seeing half of each context's cells, and on left-out
+        cells of seen contexts) sets one inflation factor for each case.
+
+        Args:
+            table: observations; ``ok`` rows with the metric are the training targets.
+            key: a ``jax.random`` key (or an int seed).
+            calibrate_by: what the inner fit leaves out — ``task`` (new workloads on known
+                hardware), ``hardware`` (a new machine), or a task grouping such as
+                ``model.hf_id`` (a new model): calibrate for the novelty the model will face.
+        """
+        import jax
+
+        if isinstance(key, int):
+            key = jax.random.key(key)
+        key_fit, key_cal = jax.random.split(key)
+        model = self._fit_core(table, key_fit)
+        if calibrate:
+            seen, zero, cond = _calibration(self, table, key_cal, by=calibrate_by)
+            model = model._with(replace(model._state, calib_zero=zero, calib_cond=cond, calib_seen=seen,
+                                        fit_info={**model._state.fit_info, "calib_seen": seen, "calib_zero": zero,
+                                                  "calib_cond": cond, "calibrate_by": calibrate_by}))
+        return model
+
+    def _training_arrays(self, table: "PerfTable") -> dict:
+        """The standardised log targets (contexts × methods), mask, encoded inputs and the fitted encoder."""
+        long = table.long(self.metric)
+        long = long[long["value"] > 0]
+        if long.empty:
+            raise InputDataError(f"{self.metric}: no positive 'ok' observations to fit on")
+        ctx_keys = list(dict.fromkeys(zip(long["task_id"], long["hardware_id"])))
+        methods = sorted(long["method"].unique())
+        catalog = Catalog.of(table)
+        pairs, method_desc = catalog.contexts(ctx_keys), catalog.method_list(methods)
+        encoder = FeatureEncoder(embed_kind="hash" if self.embed == "none" else self.embed, embed_dims=self.embed_dims,
+                                 pair_terms=self.config.pair_terms)
+        encoder.fit(pairs, method_desc)
+        xp = encoder.pairs(pairs, method_desc)
+        rep = _rep_matrix(ctx_keys, methods, _representatives(ctx_keys, catalog, methods)) \
+            if self.config.same_computation else None
+        if rep is not None and xp.shape[2]:
+            xp = np.take_along_axis(xp, rep[:, :, None], axis=1)
+        y_log = np.log(long["value"].to_numpy(float))
+        y_mean, y_std = float(y_log.mean()), float(y_log.std() or 1.0)
+        ci = {c: i for i, c in enumerate(ctx_keys)}
+        mi = {m: i for i, m in enumerate(methods)}
+        y = np.zeros((len(ctx_keys), len(methods)), np.float32)
+        mask = np.zeros_like(y)
+        rows = [ci[(t, h)] for t, h in zip(long["task_id"], long["hardware_id"])]
+        cols = [mi[m] for m in long["method"]]
+        y[rows, cols] = (y_log - y_mean) / y_std
+        mask[rows, cols] = 1.0
+        evidence: dict[tuple[str, str], dict[str, float]] = {}
+        for r, c, v in zip(rows, cols, y[rows, cols]):
+            evidence.setdefault(ctx_keys[r], {})[methods[c]] = float(v)
+        return {"ctx_keys": ctx_keys, "methods": methods, "catalog": catalog, "encoder": encoder,
+                "xc": encoder.contexts(pairs), "xm": encoder.methods(method_desc), "xp": xp, "rep": rep, "y": y,
+                "mask": mask, "y_mean": y_mean, "y_std": y_std, "evidence": evidence}
+
+    def _fit_core(self, table: "PerfTable", key) -> "BayesianSurrogate":
+        import jax
+
+        from metasel.surrogate._train import fit_params
+
+        d = self._training_arrays(table)
+        n_members = self.config.members or (3 if int(d["mask"].sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
+        fits = [fit_params(d["xc"], d["xm"], d["y"], d["mask"], key=jax.random.fold_in(key, i) if i else key,
+                           cfg=self.config, xp=d["xp"], rep=d["rep"]) for i in range(n_members)]
+        encoder = d["encoder"]
+        state = _State(
+            metric=self.metric, direction=table.direction(self.metric), config=self.config, encoder=encoder,
+            members=[_Member.from_params(p) for p in fits], y_mean=d["y_mean"], y_std=d["y_std"],
+            train_methods=d["methods"], catalog=d["catalog"], evidence=d["evidence"], data_hash=table.content_hash(),
+            failures=Failures.fit(table, encoder.contexts, d["catalog"], dim=encoder.context_dim),
+            losses=np.stack([p["losses"] for p in fits]), train_contexts=frozenset(d["ctx_keys"]),
+            fit_info={"num_contexts": len(d["ctx_keys"]), "num_methods": len(d["methods"]),
+                      "num_cells": int(d["mask"].sum()), "members": n_members},
+        )
+        return self._with(state)
+
+    # ------------------------------------------------------------------ predicting
+
+    @property
+    def methods(self) -> list[str]:
+        """Methods this surrogate can predict without being told about more."""
+        return sorted(self._require().catalog.methods)
+
+    @property
+    def direction(self) -> str:
+        return self._require().direction
+
+    @property
+    def uses_landmarks(self) -> bool:
+        """Whether a task's landmarks change this model's predictions: its training methods
+        include speculative decoding whose landmark varied over the training tasks."""
+        from metasel.domain.pairs import LANDMARK_TERMS, PAIR_TERMS
+
+        return any(PAIR_TERMS[i] in LANDMARK_TERMS for i in self._require().encoder.pair_columns)
+
+    def _query(self, frame: "pd.DataFrame", catalog: Catalog) -> _Query:
+        s = self._require()
+        ctx_keys = context_keys(frame)
+        ev_methods = {m for key in ctx_keys for m in s.evidence.get(key, {})}
+        names = sorted(set(frame["method"]) | ev_methods)
+        rep = None
+        if s.config.same_computation:  # a cell measures its representative's value (the same computation)
+            reps = _representatives(ctx_keys, catalog, [*s.train_methods, *names])
+            names = sorted(set(names) | {r for by in reps.values() for m, r in by.items() if m in names})
+            rep = _rep_matrix(ctx_keys, names, reps)
+        method_desc = catalog.method_list(names)
+        pairs = catalog.contexts(ctx_keys)
+        xm = s.encoder.methods(method_desc)
+        xc = s.encoder.contexts(pairs)
+        xp = s.encoder.pairs(pairs, method_desc) if len(s.encoder.pair_columns) else None
+        cidx, midx = cell_positions(frame, ctx_keys, names)
+        if rep is not None:
+            midx = rep[cidx, midx]
+            if xp is not None:
+                xp = np.take_along_axis(xp, rep[:, :, None], axis=1)
+        order = np.argsort(cidx, kind="stable")
+        bounds = np.searchsorted(cidx[order], np.arange(len(ctx_keys) + 1))
+        return _Query(ctx_keys, names, xm if xm.shape[1] else np.zeros((len(names), 1), np.float32),
+                      xc if xc.shape[1] else np.zeros((len(ctx_keys), 1), np.float32), xp, cidx, midx, rep, order, bounds)
+
+    def predict(self, cells, *, table: "PerfTable | None" = None, joint: bool = False) -> Posterior:
+        """Posterior of log(metric) for each cell.
+
+        Args:
+            cells: a frame (or iterable of tuples) with ``task_id, method, hardware_id``.
+            table: descriptors of tasks, methods or hardware the surrogate has not seen.
+            joint: also return each context's joint covariance (``Posterior.blocks``).
+        """
+        s = self._require()
+        frame = cells_frame(cells)
+        q = self._query(frame, s.catalog.merged(table))
+        outs = [self._predict_member(member, q, joint=joint) for member in s.members]
+        means = np.stack([o[0] for o in outs])
+        mean = means.mean(axis=0)
+        var = np.mean([o[1] for o in outs], axis=0) + (np.var(means, axis=0) if len(outs) > 1 else 0.0)
+        factor = np.full(len(frame), s.calib_zero)  # calibrated std inflation: zero-shot, conditioned or seen
+        ctx_factor = np.full(len(q.ctx_keys), s.calib_zero)
+        for i, key in enumerate(q.ctx_keys):
+            if s.evidence.get(key):
+                ctx_factor[i] = s.calib_seen if key in s.train_contexts else s.calib_cond
+                factor[q.rows(i)] = ctx_factor[i]
+        var = var * factor ** 2
+        blocks = ()
+        if joint:
+            blocks = tuple(self._joint_block(q.rows(i), means, [o[2][i] for o in outs], ctx_factor[i] * s.y_std)
+                           for i in range(len(q.ctx_keys)))
+        return Posterior(mean * s.y_std + s.y_mean, np.sqrt(var) * s.y_std, blocks)
+
+    @staticmethod
+    def _joint_block(rows: np.ndarray, means: np.ndarray, covs: list, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """One context's joint covariance over its cells: the members' mixture (mean covariance
+        plus the covariance of the members' means), scaled to the metric's log units."""
+        cov = np.mean(covs, axis=0)
+        if len(means) > 1:
+            dev = means[:, rows] - means[:, rows].mean(axis=0)
+            cov = cov + dev.T @ dev / len(means)
+        return rows, cov * scale ** 2
+
+    def _predict_member(self, member: _Member, q: _Query, *, joint: bool = False):
+        """One member's predictive mean and variance (standardised units) of the queried cells, and
+        with ``joint`` each context's covariance over its cells (a list in context order)."""
+        s = self._require()
+        cfg = s.config
+        hm = _numpy.mlp(q.xm, member.mth_layers)
+        index = {m: i for i, m in enumerate(s.train_methods)}
+        for i, m in enumerate(q.names):
+            if m in index:
+                hm[i] += member.emb[index[m]]
+        hc = _numpy.mlp(q.xc, member.ctx_layers)
+        a, f = hc[:, 0], hc[:, 1:1 + cfg.k]
+        c, g, phi = hm[:, 0], hm[:, 1:1 + cfg.k], hm[:, 1 + cfg.k:]
+        psi = np.concatenate([np.ones((len(q.names), 1)), phi], axis=1)
+        prior_var = np.concatenate([[member.s_bias ** 2], np.ones(cfg.rank)])
+        if hc.shape[1] > 1 + cfg.k:  # per-context noise scale
+            noise_var_c = (member.noise * np.exp(np.clip(hc[:, 1 + cfg.k], -3.0, 3.0))) ** 2
+        else:
+            noise_var_c = np.full(len(q.ctx_keys), member.noise ** 2)
+        mu_all = a[:, None] + c[None, :] + f @ g.T  # (contexts, methods)
+        if q.xp is not None and len(member.beta):
+            mu_all = mu_all + q.xp @ member.beta
+        slopes = q.xp is not None and len(member.tau) > 0  # each context's own pair-term effects
+        slope_prior_var = np.concatenate([prior_var, member.tau ** 2]) if slopes else prior_var  # latent, then slopes
+        mean = mu_all[q.cidx, q.midx]
+        var = ((psi ** 2) @ prior_var)[q.midx] + noise_var_c[q.cidx]
+        if slopes:
+            var = var + (q.xp[q.cidx, q.midx] ** 2) @ member.tau ** 2
+        covs = []
+        mi = {m: i for i, m in enumerate(q.names)}
+        for i, key in enumerate(q.ctx_keys):
+            ev = s.evidence.get(key)
+            rows = q.rows(i)
+            psi_i = np.concatenate([psi, q.xp[i]], axis=1) if slopes else psi
+            obs = np.array([mi[m] for m in ev], dtype=int) if ev else np.zeros(0, dtype=int)
+            if ev and q.rep is not None:
+                obs = q.rep[i, obs]
+            values = np.array(list(ev.values())) if ev else np.zeros(0)
+            if ev:
+                mean[rows], var[rows] = _numpy.posterior(mu_all[i], psi_i, slope_prior_var, noise_var_c[i], values, obs,
+                                                         q.midx[rows])
+            if joint:
+                covs.append(_numpy.posterior_cov(psi_i, slope_prior_var, noise_var_c[i], obs, q.midx[rows]))
+        return mean, var, covs
+
+    def same_computation(self, task_id: str, methods: Iterable[str], *, table: "PerfTable | None" = None) -> dict[str, str]:
+        """``method -> representative`` for ``methods`` on this task: methods that run the same
+        computation there (static batching of one request, a prefix cache with no shared
+        prefix: :func:`metasel.domain.techniques.same_computation`) share one; every other
+        method maps to itself."""
+        return self._require().catalog.merged(table).same_computation(task_id, methods)
+
+    def p_fail(self, cells, *, table: "PerfTable | None" = None) -> np.ndarray:
+        """Probability that each cell's benchmark fails (``oom``, ``unsupported``, ...), from
+        the failures of its method in the nearest training contexts (a recorded failure of
+        the very cell counts as certain)."""
+        s = self._require()
+        return p_fail_cells(s.failures, cells_frame(cells), s.catalog.merged(table), s.encoder.contexts)
+
+    def condition(self, observations: "PerfTable") -> "BayesianSurrogate":
+        """A new surrogate that also holds ``observations`` (closed form, no refit).
+
+        ``ok`` rows with the metric become evidence for their (task, hardware); their
+        descriptors join the catalogue, so new tasks, hardware and methods are fine.
+        """
+        import math
+
+        s = self._require()
+        long = observations.long(self.metric)
+        long = long[long["value"] > 0]
+        evidence = {k: dict(v) for k, v in s.evidence.items()}
+        for t, m, h, v in zip(long["task_id"], long["method"], long["hardware_id"], long["value"]):
+            evidence.setdefault((t, h), {})[m] = (math.log(v) - s.y_mean) / s.y_std
+        failures = s.failures.with_failures(observations) if s.failures is not None else None
+        return self._with(replace(s, evidence=evidence, catalog=s.catalog.merged(observations), failures=failures))
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a versioned model file (written to a temporary name, then renamed)."""
+        from metasel import __version__
+
+        s = self._require()
+        path = Path(path)
+        enc_meta, arrays = s.encoder.state()
+        for j, member in enumerate(s.members):
+            tag = f"m{j}."
+            for prefix, layers in (("ctx", member.ctx_layers), ("mth", member.mth_layers)):
+                for i, (w, b) in enumerate(layers):
+                    arrays[f"{tag}{prefix}.{i}.w"], arrays[f"{tag}{prefix}.{i}.b"] = w, b
+            arrays[f"{tag}emb"], arrays[f"{tag}beta"], arrays[f"{tag}tau"] = member.emb, member.beta, member.tau
+        arrays["losses"] = s.losses
+        arrays["fail.weights"] = s.failures.weights
+        ev = [(t, h, m, v) for (t, h), d in s.evidence.items() for m, v in d.items()]
+        arrays["ev.keys"] = np.asarray([[t, h, m] for t, h, m, _ in ev], dtype=str).reshape(-1, 3)
+        arrays["ev.values"] = np.asarray([v for *_, v in ev], dtype=np.float64)
+        meta = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND, "metasel_version": __version__,
+            "metric": s.metric, "direction": s.direction, "config": asdict(s.config), "embed": self.embed,
+            "embed_dims": self.embed_dims, "encoder": enc_meta,
+            "members": [{"noise": m.noise, "s_bias": m.s_bias} for m in s.members],
+            "y_mean": s.y_mean, "y_std": s.y_std, "train_methods": s.train_methods,
+            "num_layers": [len(s.members[0].ctx_layers), len(s.members[0].mth_layers)],
+            "tasks": s.catalog.tasks, "hardware": s.catalog.hardware, "methods": s.catalog.methods,
+            "data_hash": s.data_hash, "fit_info": s.fit_info, "calib_zero": s.calib_zero, "calib_cond": s.calib_cond,
+            "calib_seen": s.calib_seen, "train_contexts": sorted(list(k) for k in s.train_contexts),
+            "fail_methods": s.failures.methods, "fail_overall": s.failures.overall,
+            "failed_cells": sorted([t, h, m, st] for (t, h), d in s.failures.failed_cells.items() for m, st in d.items()),
+        }
+        arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BayesianSurrogate":
+        """Read a model file; a wrong, truncated or other-format file is a clear error."""
+        meta, arrays = _read_model_file(Path(path))
+        try:
+            members = []
+            for j, scales in enumerate(meta["members"]):
+                tag = f"m{j}."
+                layers = {p: [(arrays[f"{tag}{p}.{i}.w"], arrays[f"{tag}{p}.{i}.b"]) for i in range(n)]
+                          for p, n in zip(("ctx", "mth"), meta["num_layers"])}
+                members.append(_Member(layers["ctx"], layers["mth"], arrays[f"{tag}emb"], float(scales["noise"]),
+                                       float(scales["s_bias"]), np.asarray(arrays[f"{tag}beta"], dtype=float),
+                                       np.asarray(arrays[f"{tag}tau"], dtype=float)))
+            config = TrainConfig(**meta["config"])
+            encoder = FeatureEncoder.from_state(meta["encoder"], arrays)
+            evidence: dict[tuple[str, str], dict[str, float]] = {}
+            for (t, h, m), v in zip(arrays["ev.keys"].tolist(), arrays["ev.values"].tolist()):
+                evidence.setdefault((t, h), {})[m] = float(v)
+            failed_cells: dict = {}
+            for t, h, m, st in meta["failed_cells"]:
+                failed_cells.setdefault((t, h), {})[m] = st
+            failures = Failures(list(meta["fail_methods"]), np.asarray(arrays["fail.weights"], float),
+                                float(meta["fail_overall"]), failed_cells)
+            state = _State(
+                metric=meta["metric"], direction=meta["direction"], config=config, encoder=encoder,
+                members=members, y_mean=float(meta["y_mean"]), y_std=float(meta["y_std"]),
+                train_methods=list(meta["train_methods"]),
+                catalog=Catalog(meta["tasks"], meta["hardware"], meta["methods"]), evidence=evidence,
+                data_hash=meta["data_hash"], failures=failures, losses=arrays["losses"], fit_info=meta["fit_info"],
+                calib_zero=float(meta["calib_zero"]), calib_cond=float(meta["calib_cond"]),
+                calib_seen=float(meta["calib_seen"]), train_contexts=frozenset(tuple(k) for k in meta["train_contexts"]),
+            )
+            if not members or any(len(m.beta) != len(encoder.pair_columns) or len(m.tau) not in (0, len(m.beta))
+                                  for m in members):
+                raise ValueError(f"{len(members)} members; pair-term weights do not match "
+                                 f"the {len(encoder.pair_columns)} pair terms")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputDataError(f"{path}: the model file is incomplete or corrupt ({type(exc).__name__}: {exc})") from exc
+        return cls(meta["metric"], config=config, embed=meta["embed"], embed_dims=meta["embed_dims"], _state=state)
+
+    def ensemble(self) -> list["BayesianSurrogate"]:
+        """Each ensemble member as a surrogate of its own (the model predicts their equal mixture)."""
+        s = self._require()
+        return [self._with(replace(s, members=[m])) for m in s.members]
+
+    def info(self) -> dict[str, Any]:
+        s = self._require()
+        return {"metric": s.metric, "direction": s.direction,
+                "noise_std_log": float(np.mean([m.noise for m in s.members])) * s.y_std,
+                "noise_per_context": bool(s.config.hetero_noise),
+                "bias_std_log": float(np.mean([m.s_bias for m in s.members])) * s.y_std,
+                "embedder": s.encoder.embed_kind, "methods": len(s.catalog.methods), "tasks": len(s.catalog.tasks),
+                "hardware": len(s.catalog.hardware), "data_hash": s.data_hash,
+                "pair_terms": len(s.encoder.pair_columns), "pair_slopes": len(s.members[0].tau), **s.fit_info}
+
+
+def _read_model_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and arrays of a model file of exactly this format; anything else is refused."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputDataError(f"{path}: cannot read the model file ({exc.strerror or exc})") from exc
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise InputDataError(f"{path}: not a metasel model file, or a truncated one ({type(exc).__name__}: {exc})") from exc
+    if "meta.json" not in arrays:
+        raise InputDataError(f"{path}: not a metasel model file (no metadata)")
+    try:
+        meta = json.loads(arrays.pop("meta.json").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputDataError(f"{path}: the model's metadata is corrupt") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputDataError(f"{path}: not a metasel model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("format_version") != FORMAT_VERSION or meta.get("kind") != KIND:
+        raise InputDataError(f"{path}: model format {meta.get('format_version')!r} ({meta.get('kind', 'bayesian')}) is not "
+                             f"the format this metasel reads ({FORMAT_VERSION}, {KIND}); refit with `metasel fit`")
+    return meta, arrays
+
+
+def _calibration(template: BayesianSurrogate, table: "PerfTable", key, *, by: str = "task") -> tuple[float, float, float]:
+    """Std inflation factors (seen, zero-shot, conditioned) from one inner fit on training data.
+
+    The inner fit leaves out a fifth of the training units — tasks, hardware, or groups of
+    tasks (``by``) — and a tenth of the other cells. Seen: the left-out cells of contexts
+    it trained on. Zero-shot: the left-out units' cells predicted from nothing. Conditioned: each left-out context's cells split
+    in two halves, one told, the other predicted. Each factor makes 90% of the
+    standardised errors fall inside the 90% interval; none is below 1 (only widens).
+    """
+    from metasel.data.table import PerfTable
+
+    long = table.long(template.metric)
+    long = long[long["value"] > 0].reset_index(drop=True)
+    rng = np.random.default_rng(seed_of(key))
+    held_rows = _held_out_rows(table, long, by, rng)
+    if held_rows is None:
+        return 1.0, 1.0, 1.0
+    held = set(zip(long.loc[held_rows, "task_id"], long.loc[held_rows, "hardware_id"]))  # held-out contexts
+    kept = long[~held_rows]
+    drop_cells = kept.sample(frac=0.1, random_state=int(rng.integers(2**31))) if len(kept) >= 20 else kept.iloc[0:0]
+    dropped = set(zip(drop_cells["task_id"], drop_cells["method"], drop_cells["hardware_id"]))
+    obs = table.observations
+    in_held = np.array([c in held for c in zip(obs["task_id"], obs["hardware_id"])], dtype=bool)
+    in_dropped = np.array([c in dropped for c in zip(obs["task_id"], obs["method"], obs["hardware_id"])], dtype=bool)
+    keep_mask = ~in_held & ~in_dropped
+    inner = template._fit_core(table.with_observations(obs[keep_mask]), key)
+
+    def zscores(model, cells):
+        if cells.empty:
+            return np.zeros(0)
+        p = model.predict(cells[["task_id", "method", "hardware_id"]], table=table)
+        return np.abs(p.mean - np.log(cells["value"].to_numpy())) / p.std
+
+    seen_cells = drop_cells[[(t, h) in inner._state.train_contexts for t, h in zip(drop_cells["task_id"], drop_cells["hardware_id"])]]
+    z_seen = zscores(inner, seen_cells)
+    test = long[held_rows].reset_index(drop=True)
+    z0 = zscores(inner, test)
+    told_rows, asked = [], []
+    for _, grp in test.groupby(["task_id", "hardware_id"]):
+        if len(grp) < 2:
+            continue
+        idx = rng.permutation(grp.index.to_numpy())
+        told_rows.append(idx[: len(idx) // 2])
+        asked.append(idx[len(idx) // 2:])
+    z1 = np.zeros(0)
+    if told_rows:
+        told = test.loc[np.concatenate(told_rows)]
+        cond = inner.condition(PerfTable(told.rename(columns={"value": template.metric})[
+            ["task_id", "method", "hardware_id", template.metric]], source="calibration"))
+        z1 = zscores(cond, test.loc[np.concatenate(asked)])
+    from scipy.stats import norm
+
+    z90 = norm.ppf(0.95)
+
+    def factor(z):
+        return float(max(1.0, np.quantile(z, 0.9) / z90)) if len(z) >= 5 else 1.0
+
+    return factor(z_seen), factor(z0), factor(z1)
+
+
+def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> np.ndarray | None:
+    """Rows of ``long`` whose unit (task, hardware, or task group ``by``) is in a random fifth
+    of the units; None when there are too few units to hold any out."""
+    if by == "task":
+        unit = long["task_id"].astype(str)
+    elif by == "hardware":
+        unit = long["hardware_id"].astype(str)
+    else:
+        groups = table.task_groups(by)
+        if set(groups.values()) <= {"None"}:
+            raise InputDataError(f"calibrate_by: expected 'task', 'hardware', or a spec path / feature that tasks "
+                                 f"have (such as model.hf_id), got {by!r}, which no task has")
+        unit = long["task_id"].map(groups).astype(str)
+    units = sorted(unit.unique())
+    if len(units) < (5 if by == "task" else 3):
+        return None
+    held_units = set(rng.choice(units, size=max(1, len(units) // 5), replace=False).tolist())
+    return unit.isin(held_units).to_numpy()
+
+
+def _representatives(ctx_keys, catalog: Catalog, names) -> dict[str, dict[str, str]]:
+    """Per task of ``ctx_keys``: ``method -> representative`` for the described ``names`` that run
+    the same computation as another (:func:`metasel.domain.techniques.same_computation`); others are absent."""
+    from metasel.domain.techniques import same_computation
+
+    methods = {m: catalog.methods[m] for m in dict.fromkeys(names) if m in catalog.methods}
+    out: dict[str, dict[str, str]] = {}
+    for t, _ in ctx_keys:
+        if t not in out and t in catalog.tasks:
+            out[t] = {m: r for m, r in same_computation(catalog.tasks[t], methods).items() if m != r}
+    return out
+
+
+def _rep_matrix(ctx_keys, names: list[str], reps: dict[str, dict[str, str]]) -> np.ndarray | None:
+    """(contexts, names): the column of the method whose value each cell measures — its own,
+    or its same-computation representative's (``reps``, per task) when that is among
+    ``names``. None when every cell measures itself."""
+    mi = {m: j for j, m in enumerate(names)}
+    out = np.tile(np.arange(len(names)), (len(ctx_keys), 1))
+    for i, (t, _) in enumerate(ctx_keys):
+        for m, r in reps.get(t, {}).items():
+            if m in mi and r in mi:
+                out[i, mi[m]] = mi[r]
+    return None if np.array_equal(out, np.broadcast_to(np.arange(len(names)), out.shape)) else out

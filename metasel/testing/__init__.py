@@ -1,0 +1,1 @@
+"""For tests, yours and ours: conformance suites, a mock surrogate, synthetic tables with planted structure."""

@@ -1,0 +1,234 @@
+"""The collector: real generation with tiny random-weight models."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from metasel import InputDataError, Store
+from metasel.bench import methods as registry
+from metasel.cli import main
+
+TINY_GRID = """
+name: tiny-test
+base:
+  workload: {prompt_len: 12, output_len: 4, batch_size: 2}
+axes:
+  model:
+    - {arch: llama, layers: 1, hidden: 32, heads: 2, kv_heads: 1, intermediate: 64, vocab: 256}
+    - {arch: gpt2, layers: 1, hidden: 32, heads: 2, kv_heads: 2, intermediate: 64, vocab: 256}
+methods: [baseline, sdpa, static_batching]
+repeats: 2
+"""
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_registry_and_technique_vectors():
+    m = registry.get("int8_dynamic+static_batching")
+    v = m.techniques()
+    assert v["int8_dynamic"] == 1 and v["static_batching"] == 1 and v["weight_bits"] == 8 and v["sdpa"] == 1
+    assert registry.get("baseline").techniques()["sdpa"] == 0
+    assert len(registry.resolve(None)) >= 10 and all(not m.compile for m in registry.resolve(None))
+    with pytest.raises(InputDataError, match="unknown method 'warp'"):
+        registry.get("warp")
+    with pytest.raises(InputDataError, match="already registered"):
+        registry.register(registry.Method("sdpa"))
+    with pytest.raises(InputDataError, match="batching"):
+        registry.Method("x", batching="dynamic")
+
+
+def test_prompts_share_prefix_and_follow_lengths():
+    from metasel.bench.serve import make_prompts
+
+    prompts, k = make_prompts({"prompt_len": {"dist": "uniform", "min": 20, "max": 40}, "num_requests": 6,
+                               "shared_prefix": 0.5}, 1000, seed=3)
+    assert len(prompts) == 6 and k == 10
+    assert all(p[:k] == prompts[0][:k] for p in prompts)
+    assert all(20 <= len(p) <= 40 for p in prompts)
+    again, _ = make_prompts({"prompt_len": {"dist": "uniform", "min": 20, "max": 40}, "num_requests": 6,
+                             "shared_prefix": 0.5}, 1000, seed=3)
+    assert again == prompts
+
+
+def test_hardware_probe_profiles():
+    from metasel.bench.hardware import probe
+
+    one, two = probe(threads=1), probe(threads=2)
+    assert one["hardware_id"] != two["hardware_id"]
+    assert probe(threads=1) == one
+    assert one["specs"]["threads"] == 1 and one["specs"]["cores"] >= 1 and one["specs"]["device"] == "cpu"
+
+
+TINY_TASK = {"model": {"arch": "llama", "layers": 1, "hidden": 32, "heads": 2, "kv_heads": 1, "intermediate": 64,
+                       "vocab": 256, "dtype": "float32"},
+             "workload": {"prompt_len": 10, "output_len": 5, "batch_size": 2, "num_requests": 3, "shared_prefix": 0.5}}
+
+
+@pytest.mark.parametrize("method", ["baseline", "static_batching", "prefix_cache", "int8_dynamic", "bf16",
+                                    "continuous_batching", "prompt_lookup"])
+def test_measure_gives_consistent_metrics(method):
+    from metasel.bench.serve import measure
+
+    r = measure(TINY_TASK, method, repeats=3, seed=1)
+    assert r["status"] == "ok", r
+    # 3 requests x 5 tokens in latency_ms (the median repeat of both, as the repeats are odd)
+    assert r["throughput_tok_s"] * r["latency_ms"] / 1000 == pytest.approx(15, rel=1e-6)
+    assert r["total_tok_s"] > r["throughput_tok_s"]
+    assert 0 < r["ttft_ms"] <= r["latency_ms"] and r["tpot_ms"] > 0 and r["setup_s"] > 0
+    assert r["repeats"] == 3 and r["spread"] >= 0 and r["peak_mem_mb"] >= 0
+
+
+def test_failures_are_observations():
+    from metasel.bench.serve import measure
+
+    r = measure(TINY_TASK, "assisted+static_batching", repeats=1, seed=1)
+    assert r["status"] == "unsupported" and "batch size 1" in r["message"]
+    opt = {**TINY_TASK, "model": {**TINY_TASK["model"], "arch": "opt"}}
+    r = measure(opt, "sdpa", repeats=1, seed=1)
+    assert r["status"] == "unsupported" and "opt" in r["message"]
+    single = {**TINY_TASK, "workload": {**TINY_TASK["workload"], "batch_size": 1}}
+    assert measure(single, "assisted", repeats=1, seed=1)["status"] == "ok"
+
+
+def test_collect_cli_small_grid(tmp_path):
+    grid = write(tmp_path, "grid.yaml", TINY_GRID)
+    store = tmp_path / "s.sqlite"
+    t0 = time.monotonic()
+    r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(grid), "--threads", "1"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert time.monotonic() - t0 < 60
+    assert "collected 6 cells (6 ok" in r.output
+    with Store(store) as s:
+        t = s.load()
+    obs = t.observations
+    assert len(obs) == 6 and set(obs["status"]) == {"ok"}
+    assert (obs["throughput_tok_s"] > 0).all() and (obs["repeats"] == 2).all()
+    assert obs.groupby("task_id")["seed"].nunique().eq(1).all()  # one seed per task: same weights for every method
+    hw = t.hardware.iloc[0]
+    assert '"threads":1' in hw["specs"] and obs["versions"].str.contains("torch").all()
+    assert set(t.methods["method"]) == {"baseline", "sdpa", "static_batching"}
+    # then the landmarks of both tasks, stored as their features
+    assert "landmarks: 2 task(s) measured" in r.output
+    import json
+
+    for feats in t.tasks["features"]:
+        lm = json.loads(feats)
+        assert lm["lookup_tokens_per_pass"] >= 1.0 and lm["draft_tokens_per_pass"] >= 1.0
+    # resumable: a second run measures nothing
+    r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(grid), "--threads", "1", "--quiet"])
+    assert "collected 0 cells" in r.output and "skipped 6" in r.output
+    assert "landmarks: 0 task(s) measured" in r.output
+
+
+def test_timeout_is_recorded_and_run_continues(tmp_path):
+    grid = write(tmp_path, "grid.yaml", TINY_GRID.replace("methods: [baseline, sdpa, static_batching]",
+                                                          "methods: [sdpa]").replace("output_len: 4", "output_len: 3"))
+    slow = write(tmp_path, "slow.yaml", """
+model: {preset: llama-125m}
+workload: {prompt_len: 512, output_len: 256, batch_size: 1, num_requests: 8}
+""")
+    store = tmp_path / "s.sqlite"
+    r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(slow), "--methods", "baseline",
+                                  "--timeout", "3", "--threads", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "timeout 1" in r.output
+    r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(grid), "--threads", "1", "--quiet"])
+    assert "2 ok" in r.output
+    with Store(store) as s:
+        statuses = s.load().observations["status"].tolist()
+    assert sorted(statuses) == ["ok", "ok", "timeout"]
+
+
+def test_sigkill_midway_then_resume(tmp_path):
+    grid = write(tmp_path, "grid.yaml", TINY_GRID.replace("repeats: 2", "repeats: 1"))
+    store = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-m", "metasel", "--store", str(store), "collect", "--grid", str(grid), "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    count = 0
+    while time.monotonic() < deadline:
+        if store.exists():
+            with Store(store) as s:
+                count = s.count()
+            if count >= 2:
+                break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= count < 6, count
+    with Store(store) as s:
+        partial = s.load()  # every stored row is whole: loading re-validates each one
+    kept = set(partial.observations["obs_id"])
+    assert len(kept) >= 2
+    r = subprocess.run(cmd + ["--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    with Store(store) as s:
+        final = s.load().observations
+    assert len(final) == 6
+    assert not final[["task_id", "method", "hardware_id"]].duplicated().any()
+    assert kept <= set(final["obs_id"])
+
+
+@pytest.mark.ray
+# Ray starts its processes by fork + exec; when an earlier test has imported jax in this
+# process, jax warns at the fork (harmless: the child execs at once) from inside an at-fork
+# hook, which pytest would report as an error depending on test order.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_collect_on_local_ray_cluster(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    grid = write(tmp_path, "grid.yaml", TINY_GRID.replace("methods: [baseline, sdpa, static_batching]",
+                                                          "methods: [sdpa, static_batching]"))
+    store = tmp_path / "s.sqlite"
+    import ray
+
+    try:
+        r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(grid), "--ray", "local", "--quiet"])
+    finally:
+        ray.shutdown()
+    assert r.exit_code == 0, (r.output, r.exception)
+    with Store(store) as s:
+        t = s.load()
+    assert len(t) == 4 and set(t.observations["status"]) == {"ok"}
+    assert t.hardware["hardware_id"].nunique() == 1
+
+
+def test_collector_backend_conformance(tmp_path):
+    """The real collector as the loop's backend: a measuring process, a tiny random-weight model,
+    each observation stored before the loop hears of it; a method that cannot run is a failure."""
+    from metasel.bench.backend import CollectorBackend
+    from metasel.bench.executors.local import LocalWorker
+    from metasel.spec import parse_task_spec
+    from metasel.testing.conformance import check_backend
+
+    spec = parse_task_spec({"model": {"arch": "llama", "layers": 1, "hidden": 32, "heads": 2, "kv_heads": 1,
+                                      "intermediate": 64, "vocab": 256},
+                            "workload": {"prompt_len": 12, "output_len": 4, "batch_size": 2}})
+    worker = LocalWorker(threads=1, device="cpu")
+    worker.start()
+    try:
+        with Store(tmp_path / "s.sqlite") as store:
+            backend = CollectorBackend(worker, store, {spec.task_id: spec}, repeats=1, timeout_s=120)
+            hw = backend.hardware["hardware_id"]
+            got = check_backend(backend, spec.task_id, hw, ok_method="sdpa", metric="throughput_tok_s",
+                                failing_method="assisted+static_batching")  # speculative decoding runs at batch size 1 only
+            stored = store.load()
+            assert len(stored) == 2 and set(stored.observations["method"]) == {"sdpa", "assisted+static_batching"}
+            ok = stored.observations[stored.observations["method"] == "sdpa"].iloc[0]
+            assert ok["throughput_tok_s"] == got.value("throughput_tok_s")
+            with pytest.raises(InputDataError, match="no spec for task"):
+                backend.measure("nope", "sdpa", hw)
+            with pytest.raises(InputDataError, match="asked to measure on hardware"):
+                backend.measure(spec.task_id, "sdpa", "hw-elsewhere")
+    finally:
+        worker.stop()

@@ -1,0 +1,139 @@
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from metasel import InputDataError, PerfTable, Store, StoreError, export_table, read_export
+from metasel.data.store import SCHEMA_VERSION
+
+
+def small_table(n=3, hw="h", **extra):
+    return PerfTable(
+        [{"task_id": f"t{i}", "method": "m", "hardware_id": hw, "throughput_tok_s": float(i + 1), **extra} for i in range(n)],
+        tasks=[{"task_id": f"t{i}", "name": f"task {i}", "spec": {"i": i}} for i in range(n)],
+        methods=[{"method": "m", "techniques": {"sdpa": 1}}],
+        hardware=[{"hardware_id": hw, "specs": {"cores": 2}, "price_per_hour": 0.5}],
+    )
+
+
+def test_append_load_roundtrip_and_idempotent(tmp_path):
+    path = tmp_path / "s.sqlite"
+    t = small_table()
+    with Store(path) as s:
+        assert s.append(t) == (3, 0)
+        assert s.append(t) == (0, 3)
+        back = s.load()
+    assert len(back) == 3
+    cols = ["obs_id", "task_id", "throughput_tok_s"]
+    pd.testing.assert_frame_equal(back.observations[cols].sort_values("obs_id").reset_index(drop=True),
+                                  t.observations[cols].sort_values("obs_id").reset_index(drop=True))
+    assert back.hardware["price_per_hour"].item() == 0.5
+    assert back.tasks.set_index("task_id").loc["t1", "spec"] == '{"i":1}'
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_observations_are_append_only(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as s:
+        s.append(small_table())
+    con = sqlite3.connect(path)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("UPDATE observations SET throughput_tok_s = 0")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM observations")
+    con.close()
+
+
+def test_conflicting_descriptor_writes_nothing(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as s:
+        s.append(small_table())
+    before = path.read_bytes()
+    other = PerfTable([{"task_id": "t9", "method": "m", "hardware_id": "h", "throughput_tok_s": 1.0}],
+                      methods=[{"method": "m", "techniques": {"sdpa": 0}}])
+    with Store(path) as s:
+        with pytest.raises(InputDataError, match="stored with another descriptor"):
+            s.append(other)
+        assert s.count() == 3
+    assert path.read_bytes() == before
+
+
+def test_direction_conflict(tmp_path):
+    with Store(tmp_path / "s.sqlite") as s:
+        s.append(PerfTable([{"task_id": "a", "method": "m", "hardware_id": "h", "value": 1.0}], directions={"value": "min"}))
+        with pytest.raises(InputDataError, match="stored as 'min'"):
+            s.append(PerfTable([{"task_id": "b", "method": "m", "hardware_id": "h", "value": 1.0}], directions={"value": "max"}))
+
+
+def test_refuses_newer_schema_and_foreign_files(tmp_path):
+    newer = tmp_path / "newer.sqlite"
+    Store(newer).close()
+    with sqlite3.connect(newer) as con:
+        con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer metasel"):
+        Store(newer)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="not a metasel store"):
+        Store(junk)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as con:
+        con.execute("CREATE TABLE x (a)")
+    with pytest.raises(StoreError, match="not a metasel store"):
+        Store(foreign)
+    with pytest.raises(StoreError, match="no store here"):
+        Store(tmp_path / "missing.sqlite", create=False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_import_roundtrip_merges_without_duplicates(tmp_path, fmt):
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    with Store(a) as s:
+        s.append(small_table(3, hw="node-a"))
+    with Store(b) as s:
+        s.append(small_table(2, hw="node-b", seed=7))
+        export_table(s.load(), tmp_path / "exp", fmt=fmt)
+    imported = read_export(tmp_path / "exp")
+    with Store(a) as s:
+        assert s.append(imported) == (2, 0)
+        assert s.append(read_export(tmp_path / "exp")) == (0, 2)
+        merged = s.load()
+    assert len(merged) == 5 and set(merged.hardware["hardware_id"]) == {"node-a", "node-b"}
+    assert merged.observations["seed"].dropna().tolist() == [7, 7]
+
+
+def test_newer_export_refused(tmp_path):
+    export_table(small_table(), tmp_path / "e")
+    m = tmp_path / "e" / "manifest.json"
+    m.write_text(m.read_text().replace(f'"schema_version": {SCHEMA_VERSION}', '"schema_version": 99'))
+    with pytest.raises(InputDataError, match="newer"):
+        read_export(tmp_path / "e")
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from metasel import PerfTable, Store
+    path, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = Store(path)
+    for i in range(n):
+        store.append(PerfTable([{"task_id": f"{who}-{i}", "method": "m", "hardware_id": "h",
+                                 "throughput_tok_s": float(i), "source": who}]))
+    store.close()
+""")
+
+
+def test_two_processes_appending_lose_nothing(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    Store(path).close()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), who, "1000"]) for who in ("p1", "p2")]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    with Store(path) as s:
+        t = s.load()
+    assert len(t) == 2000
+    assert t.observations["obs_id"].nunique() == 2000
+    assert t.observations.groupby("source").size().to_dict() == {"p1": 1000, "p2": 1000}
