@@ -8,6 +8,7 @@ what text embeddings are made of.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from metasel.domain.model import model_numbers

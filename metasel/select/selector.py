@@ -102,7 +102,7 @@ def step(state: SelectorState, posterior: Posterior, *, direction: str, rule: St
     gain = acq.ei(posterior, ctx)  # the stopping rule and the report use the expected gain whatever the acquisition
     p_best = acq.probability_best(posterior.mean, posterior.std, rng=rng, direction=direction,
                                   cov=posterior.covariance() if posterior.is_joint else None)
-    score = chosen(posterior, ctx)
+    score = gain if chosen is acq.ei else chosen(posterior, ctx)
     scores = {m: {"ei": float(e), "p_best": float(p), "p_feasible": float(f), "score": float(s)}
               for m, e, p, f, s in zip(remaining, gain, p_best, feas, score)}
     if best is not None and float(gain.max()) < rule.min_gain:

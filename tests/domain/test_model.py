@@ -33,3 +33,13 @@ def test_spec_counts_with_the_domain_formula(preset):
     numbers = model_numbers(MODEL_PRESETS[preset])
     assert spec.num_params() == int(numbers["params"]) and spec.kv_bytes_per_token() == numbers["kv_bytes_per_token"]
     assert spec.head_dim == numbers["head_dim"]  # the presets' dimensions divide evenly
+
+
+def test_task_features_of_odd_workloads_are_numbers_or_nan():
+    from metasel.domain.features import task_features
+
+    model = {"arch": "llama", "layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "intermediate": 128, "vocab": 1000}
+    f = task_features({"model": model, "workload": {"prompt_len": 8, "output_len": 4, "batch_size": 0}})
+    assert math.isnan(f["t.sequential_rounds"]) and f["t.arch_llama"] == 1.0
+    generic = task_features({"kind": "generic"}, {"x0": "1.5", "x1": "n/a"})  # a generic task's own features
+    assert set(generic) == {"f.x0", "f.x1"} and generic["f.x0"] == 1.5 and math.isnan(generic["f.x1"])
