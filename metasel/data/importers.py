@@ -82,6 +82,33 @@ def _number(path: Path, row: int, col: str, text: str, *, allow_empty: bool) -> 
     return value
 
 
+#: failure words of other tools' result files, by the metasel status they mean (lower case)
+_FAILURE_WORDS = {
+    "oom": ("oom", "memout", "memory", "out of memory", "out_of_memory", "mem", "memlimit"),
+    "timeout": ("timeout", "time", "timelimit", "time_limit", "to", "cutoff"),
+    "unsupported": ("unsupported", "not supported", "not_supported", "n/a", "na", "not applicable"),
+}
+
+
+def status_of(word: str) -> tuple[str, str]:
+    """A status word of any tool → (metasel status, message keeping the word).
+
+    ``ok`` (or empty) is success; every other word is a failure, mapped to ``oom``,
+    ``timeout`` or ``unsupported`` where the word says so (``memout``, ``TIMEOUT``), else
+    ``error`` (``crash``, ``other``); the word itself is kept in the message.
+    """
+    raw = str(word).strip()
+    low = raw.lower()
+    if low in ("", "ok"):
+        return "ok", ""
+    if low in STATUSES:
+        return low, "" if raw == low else f"status {raw!r}"
+    for status, words in _FAILURE_WORDS.items():
+        if low in words:
+            return status, f"status {raw!r}"
+    return "error", f"status {raw!r}"
+
+
 def read_generic_csv(
     perf_csv: str | Path,
     *,
@@ -94,6 +121,7 @@ def read_generic_csv(
     Args:
         perf_csv: one row per (task, method) run. ``value`` may be empty on a row whose
             status is not ``ok``; when given there it is kept as is (e.g. a PAR10 penalty).
+            ``status`` may be any word: see :func:`status_of`.
         features_csv: optional ``task,<feature>...``; empty cells are missing values,
             constant columns are fine.
         objective: ``min`` or ``max`` for ``value``.
@@ -121,15 +149,13 @@ def read_generic_csv(
         for col in ("task", "method"):
             if not rec[col].strip():
                 raise InputDataError(f"{path}: row {i}, column {col!r}: expected a non-empty name, got an empty cell")
-        status = rec.get("status", "").strip() or "ok"
-        if status not in STATUSES:
-            raise InputDataError(f"{path}: row {i}, column 'status': expected one of {list(STATUSES)}, got {status!r}")
+        status, message = status_of(rec.get("status", ""))
         value = _number(path, i, "value", rec["value"], allow_empty=status != "ok")
         if value < 0:
             raise InputDataError(f"{path}: row {i}, column 'value': expected a non-negative number, got {rec['value'].strip()!r}")
         hw = rec.get("hardware", "").strip() or hardware
         rows.append({"task_id": rec["task"].strip(), "method": rec["method"].strip(), "hardware_id": hw,
-                     "value": value, "status": status, "source": source})
+                     "value": value, "status": status, "message": message, "source": source})
     tasks = {r["task_id"]: {"task_id": r["task_id"], "name": r["task_id"],
                             "spec": {"kind": "generic", "name": r["task_id"]}, "features": {}} for r in rows}
     if features_csv is not None:

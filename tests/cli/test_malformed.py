@@ -53,7 +53,7 @@ CASES = [
     ("negative.csv", b"task,method,value\ni1,a,-2\n", []),
     ("text.csv", b"task,method,value\ni1,a,fast\n", []),
     ("emptytask.csv", b"task,method,value\n,a,1\n", []),
-    ("badstatus.csv", b"task,method,value,status\ni1,a,1,exploded\n", []),
+    ("badstatus.csv", b"task,method,value,status\ni1,a,,ok\n", []),
     ("extracol.csv", b"task,method,value,colour\ni1,a,1,red\n", []),
     ("ragged.csv", b"task,method,value\ni1,a,1,2,3\n", []),
     ("unknownheader.csv", b"alpha,beta\n1,2\n", []),
