@@ -58,6 +58,7 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     if exclude_flags:
         table = table.filter(exclude_flags=exclude_flags)
     metric = metric or ("value" if "value" in table.directions else "throughput_tok_s")
+    _check_metric(table, metric, data)
     folds, calibrate_by = _folds(table, metric, protocol, folds_path, seed)
     if max_folds:
         folds = folds[:max_folds]
@@ -109,3 +110,14 @@ def _baselines(spec: str) -> list:
     if bad:
         raise InputDataError(f"--baselines: unknown {bad[0]!r}; known: {sorted(known)}")
     return [known[n] for n in names]
+
+
+def _check_metric(table, metric: str, data: str) -> None:
+    from metasel._schema import METRICS
+    from metasel.errors import InputDataError
+
+    if metric not in METRICS:
+        raise InputDataError(f"--metric: expected one of {list(METRICS)}, got {metric!r}")
+    if table.long(metric).empty:
+        measured = [m for m in METRICS if not table.long(m).empty]
+        raise InputDataError(f"--metric {metric}: {data} has no 'ok' observation of it; it has {measured}")

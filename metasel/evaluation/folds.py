@@ -46,6 +46,9 @@ def grouped_k_fold(table, metric, column: str, k: int, *, seed: int = 0) -> list
     ctx = contexts_of(table, metric)
     groups = table.task_groups(column)
     names = sorted({groups[t] for t, _ in ctx})
+    if len(names) < 2:
+        raise InputDataError(f"group:{column}: every task falls in one group ({names[0] if names else 'none'!r}); expected "
+                             f"a spec path or task feature whose value differs between tasks (e.g. model.hf_id)")
     rng = np.random.default_rng(seed)
     rng.shuffle(names)
     k = min(k, len(names))

@@ -191,3 +191,25 @@ def test_nothing_from_a_test_fold_reaches_a_fit():
         assert not set(train.table.observations.hardware_id) & set(fold.exclude_hardware)
         assert len(test.table.observations) == 0  # a test problem carries descriptors only
         assert set(test.contexts) == held
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metric", "nosuch"], "--metric: expected one of"),
+    (["--metric", "ttft_ms"], "--metric ttft_ms: .* has no 'ok' observation of it; it has \\['value'\\]"),
+    (["--protocol", "group:nosuch"], "group:nosuch: every task falls in one group"),
+    (["--protocol", "group:x0:1"], "with K >= 2"),
+    (["--protocol", "group:x0:abc"], "with K >= 2"),
+    (["--protocol", "group:"], "group:<spec path or feature>"),
+    (["--protocol", "folds"], "--protocol folds needs --folds FILE"),
+])
+def test_evaluate_usage_mistakes_are_one_line(tmp_path, args, message):
+    import re
+
+    table, _ = low_rank_table(num_tasks=6, num_methods=3, num_hardware=1, density=1.0, seed=3)
+    obs = table.observations
+    perf = tmp_path / "perf.csv"
+    perf.write_text("task,method,value\n" + "".join(f"{t},{m},{v}\n" for t, m, v in zip(obs.task_id, obs.method, obs.value)))
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(perf), *args, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1, (r.output, r.exception)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
