@@ -113,6 +113,18 @@ def models_for(table, objective, *, store_path: Path | None, model_path: str | N
     return model, extra
 
 
+def prepare(spec, store, *, model_path: str | None, landmarks: bool, say: Callable[[str], None]):
+    """What ``suggest`` and ``tune`` start from: the store's table, the objective's model and the
+    constraint models, and the task's descriptor with its landmarks (measured and stored when the
+    model uses them and the store has none)."""
+    table = store.load()
+    model, extra = models_for(table, spec.objective, store_path=store.path, model_path=model_path, say=say)
+    task = task_descriptor(spec)
+    if model.uses_landmarks:
+        task = with_landmarks(task, table, measure=landmarks, say=say, store=store)
+    return table, model, extra, task
+
+
 def suggest(spec, store, *, hardware_spec=None, device: str = "cpu", model_path: str | None = None,
             landmarks: bool = True, say: Callable[[str], None] = lambda m: None, seed: int = 0) -> Ranked:
     """Rank every method for ``spec``'s task on its hardware (or ``hardware_spec``), from ``store``.
@@ -121,10 +133,6 @@ def suggest(spec, store, *, hardware_spec=None, device: str = "cpu", model_path:
     when it has. Landmarks of a new task are measured (and stored) when the model uses them.
     """
     hw = hardware_descriptor(hardware_spec or spec.hardware, device=device)
-    task = task_descriptor(spec)
-    table = store.load()
-    model, extra = models_for(table, spec.objective, store_path=store.path, model_path=model_path, say=say)
-    if model.uses_landmarks:
-        task = with_landmarks(task, table, measure=landmarks, say=say, store=store)
+    table, model, extra, task = prepare(spec, store, model_path=model_path, landmarks=landmarks, say=say)
     price = (hardware_spec or spec.hardware).price_per_hour
     return rank(model, task, hw, table, objective=spec.objective, price_per_hour=price, extra_models=extra, seed=seed)

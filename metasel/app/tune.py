@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from metasel.app.descriptors import descriptor_table, task_descriptor, with_landmarks
+from metasel.app.descriptors import descriptor_table
 from metasel._format import number as _number
-from metasel.app.suggest import models_for
+from metasel.app.suggest import prepare
 
 
 @dataclass
@@ -42,11 +42,7 @@ def tune(spec, store, *, budget: int | None = None, budget_seconds: float | None
     try:
         backend = CollectorBackend(worker, store, {spec.task_id: spec}, repeats=repeats, timeout_s=timeout_s)
         hardware, metric = worker.hardware, spec.objective.metric
-        table = store.load()
-        model, _ = models_for(table, spec.objective, store_path=store.path, model_path=model_path, say=say)
-        task = task_descriptor(spec)
-        if model.uses_landmarks:
-            task = with_landmarks(task, table, measure=landmarks, say=say, store=store)
+        table, model, _, task = prepare(spec, store, model_path=model_path, landmarks=landmarks, say=say)
         rule = StopRule(min_gain=min_gain, max_benchmarks=budget or spec.budget.benchmarks or 5,
                         max_seconds=budget_seconds or spec.budget.seconds)
         sel = Selector(model, spec.task_id, hardware["hardware_id"], table=descriptor_table(task, hardware), rule=rule)

@@ -66,7 +66,7 @@ class SurrogateStrategy:
         self.template, self.name = surrogate, name
         self.fit_kwargs, self.active, self.skip_repeats = dict(fit_kwargs or {}), active, skip_repeats
         self.model: Surrogate | None = None
-        self._cache: tuple[int, Posterior, np.ndarray] | None = None
+        self._cache: tuple[Problem, Posterior, np.ndarray] | None = None
         self.seed = 0
 
     def fit(self, train: Problem, *, seed: int = 0) -> "SurrogateStrategy":
@@ -75,9 +75,9 @@ class SurrogateStrategy:
         return self
 
     def _predict(self, test: Problem) -> tuple[Posterior, np.ndarray]:
-        if self._cache is None or self._cache[0] != id(test):
+        if self._cache is None or self._cache[0] is not test:  # the object, not its id (ids are reused)
             cells = [(t, m, h) for t, h in test.contexts for m in test.methods]
-            self._cache = (id(test), self.model.predict(cells, table=test.table), self.model.p_fail(cells, table=test.table))
+            self._cache = (test, self.model.predict(cells, table=test.table), self.model.p_fail(cells, table=test.table))
         return self._cache[1], self._cache[2]
 
     def posterior(self, test: Problem) -> Posterior:

@@ -108,10 +108,6 @@ class AcquisitionContext(NamedTuple):
 Acquisition = Callable[[Posterior, AcquisitionContext], np.ndarray]
 
 
-def _cov(post: Posterior):
-    return post.covariance() if post.is_joint else None
-
-
 def ei(post: Posterior, ctx: AcquisitionContext, *, xi: float = 0.0) -> np.ndarray:
     """Expected improvement over the best measured value, times P(feasible)."""
     return expected_improvement(post.mean, post.std, ctx.best, direction=ctx.direction, xi=xi) * ctx.p_feasible
@@ -123,13 +119,13 @@ def ucb(post: Posterior, ctx: AcquisitionContext, *, beta: float = 2.0) -> np.nd
 
 def thompson(post: Posterior, ctx: AcquisitionContext) -> np.ndarray:
     """A joint draw of the candidates, penalised by log P(feasible)."""
-    return (thompson_sample(post.mean, post.std, rng=ctx.rng, direction=ctx.direction, cov=_cov(post))
+    return (thompson_sample(post.mean, post.std, rng=ctx.rng, direction=ctx.direction, cov=post.joint_covariance())
             + np.log(np.maximum(ctx.p_feasible, 1e-12)))
 
 
 def pbest(post: Posterior, ctx: AcquisitionContext) -> np.ndarray:
     """P(the candidate is the best) under the joint posterior, times P(feasible)."""
-    return probability_best(post.mean, post.std, rng=ctx.rng, direction=ctx.direction, cov=_cov(post)) * ctx.p_feasible
+    return probability_best(post.mean, post.std, rng=ctx.rng, direction=ctx.direction, cov=post.joint_covariance()) * ctx.p_feasible
 
 
 def cost_aware(acquisition: Acquisition, *, shift: bool = False) -> Acquisition:

@@ -101,7 +101,7 @@ def step(state: SelectorState, posterior: Posterior, *, direction: str, rule: St
     ctx = acq.AcquisitionContext(direction, best, feas, np.ones(len(remaining)) if cost is None else np.asarray(cost, float), rng)
     gain = acq.ei(posterior, ctx)  # the stopping rule and the report use the expected gain whatever the acquisition
     p_best = acq.probability_best(posterior.mean, posterior.std, rng=rng, direction=direction,
-                                  cov=posterior.covariance() if posterior.is_joint else None)
+                                  cov=posterior.joint_covariance())
     score = gain if chosen is acq.ei else chosen(posterior, ctx)
     scores = {m: {"ei": float(e), "p_best": float(p), "p_feasible": float(f), "score": float(s)}
               for m, e, p, f, s in zip(remaining, gain, p_best, feas, score)}

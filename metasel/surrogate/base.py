@@ -46,6 +46,10 @@ class Posterior(NamedTuple):
         """The predictive median on the metric's own scale."""
         return np.exp(self.mean)
 
+    def joint_covariance(self) -> np.ndarray | None:
+        """The (num_cells, num_cells) joint covariance when the posterior has one, else None."""
+        return self.covariance() if self.is_joint else None
+
     def covariance(self) -> np.ndarray:
         """(num_cells, num_cells) covariance: the joint blocks, else the diagonal of variances."""
         n = len(self.mean)
