@@ -75,7 +75,7 @@ def speed() -> None:
           f"{len(model.methods)} methods: median {np.median(times) * 1000:.1f} ms")
 
 
-def heldout(quick: bool) -> None:
+def heldout(quick: bool, steps: int | None = None, lr: float | None = None) -> None:
     from metasel.data.importers import read_llm_inference_bench
     from dataclasses import replace
 
@@ -83,7 +83,8 @@ def heldout(quick: bool) -> None:
     from metasel.evaluation import folds as ev
     from metasel.surrogate import BayesianSurrogate, TrainConfig
 
-    steps = 600 if quick else 1500
+    steps = steps or (600 if quick else TrainConfig().steps)
+    lr = lr or TrainConfig().lr
     runs = []
     llm = read_llm_inference_bench(LLM_BENCH).filter(exclude_flags=["batch_semantics=prompt_batch"])
     loho = ev.leave_one_hardware_out(llm, "throughput_tok_s")
@@ -99,15 +100,14 @@ def heldout(quick: bool) -> None:
         runs.append(("cpu-v1 measured dataset, leave-one-task-out", data, "throughput_tok_s", folds[::3] if quick else folds,
                      "task"))
     print(f"{'held-out evaluation':48s} {'folds':>5s} {'cells':>6s} {'log-RMSE':>8s} {'cov50':>6s} {'cov90':>6s} {'s':>6s}")
+    config = replace(TrainConfig(), steps=steps, lr=lr)
     for name, table, metric, folds, calibrate_by in runs:
         t = time.perf_counter()
         errs, zs = [], []
-        for fold in folds:
-            train = ev.split(table, fold)
-            if len(train) == 0:
-                continue
-            model = BayesianSurrogate(metric, config=replace(TrainConfig(), steps=steps)).fit(
-                train, key=0, calibrate_by=calibrate_by)
+        folds = [f for f in folds if len(ev.split(table, f))]
+        models = BayesianSurrogate(metric, config=config).fit_many([ev.split(table, f) for f in folds],
+                                                                   keys=[0] * len(folds), calibrate_by=calibrate_by)
+        for fold, model in zip(folds, models):
             test = table.long(metric)
             keys = set(fold.test_contexts)
             test = test[[(a, b) in keys for a, b in zip(test.task_id, test.hardware_id)]]
@@ -120,7 +120,7 @@ def heldout(quick: bool) -> None:
         errs, zs = np.array(errs), np.array(zs)
         z50, z90 = norm.ppf(0.75), norm.ppf(0.95)
         print(f"{name:48s} {len(folds):5d} {len(errs):6d} {np.sqrt(np.mean(errs ** 2)):8.3f} "
-              f"{np.mean(zs < z50):6.1%} {np.mean(zs < z90):6.1%} {time.perf_counter() - t:6.0f}")
+              f"{np.mean(zs < z50):6.1%} {np.mean(zs < z90):6.1%} {time.perf_counter() - t:6.0f}", flush=True)
 
 
 def fit_llm_bench() -> None:
@@ -139,6 +139,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--only", choices=["speed", "heldout"], default=None, help="Run one part only.")
+    ap.add_argument("--steps", type=int, default=None, help="Training steps of the held-out fits [TrainConfig's].")
+    ap.add_argument("--lr", type=float, default=None, help="Peak learning rate of the held-out fits [TrainConfig's].")
     args = ap.parse_args()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if args.only != "heldout":
@@ -147,7 +149,7 @@ def main() -> None:
             scaling(600 if args.quick else 1500)
         speed()
     if args.only != "speed":
-        heldout(args.quick)
+        heldout(args.quick, args.steps, args.lr)
 
 
 if __name__ == "__main__":

@@ -320,6 +320,22 @@ class PerfTable:
         return PerfTable(observations, self.tasks, self.methods, self.hardware,
                          directions=self.directions, source=self._source)
 
+    def subset(self, keep) -> "PerfTable":
+        """The table with only the observations where the boolean array ``keep`` holds, and the
+        same descriptors. The rows are this table's, already validated: nothing is re-checked
+        (an evaluation takes thousands of such subsets)."""
+        import numpy as np
+
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (len(self.observations),):
+            raise InputDataError(f"{self._source}: subset: expected one boolean per observation "
+                                 f"({len(self.observations)}), got shape {keep.shape}")
+        out = object.__new__(PerfTable)
+        out.__dict__.update(self.__dict__)
+        out.observations = self.observations[keep].reset_index(drop=True)
+        out.directions = dict(self.directions)
+        return out
+
     def filter(self, *, tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None,
                hardware: Iterable[str] | None = None, statuses: Iterable[str] | None = None,
                exclude_flags: Iterable[str] = ()) -> "PerfTable":

@@ -87,4 +87,4 @@ def split(table, fold: Fold):
     drop = obs["task_id"].isin(set(fold.exclude_tasks)) | obs["hardware_id"].isin(set(fold.exclude_hardware))
     test_set = set(fold.test_contexts)
     drop |= np.array([c in test_set for c in zip(obs["task_id"], obs["hardware_id"])], dtype=bool)
-    return table.with_observations(obs[~drop].reset_index(drop=True))
+    return table.subset(~drop)

@@ -23,6 +23,8 @@ from metasel.evaluation.problem import Problem, make_problem
 from metasel.evaluation.replay import ReplayBackend
 from metasel.evaluation.strategies import Strategy, SurrogateStrategy
 
+FOLD_BATCH = 64  # folds whose fits run together (a strategy with fit_folds fits them as one batch)
+
 
 @dataclass
 class EvalResult:
@@ -73,8 +75,10 @@ def evaluate(table, metric: str, folds: Sequence[Fold], *, strategies: Sequence[
              jobs: int = 1) -> EvalResult:
     """Run every strategy on every fold with the same seeds; returns per-context results.
 
-    ``embed``/``embed_dims`` set the features the problems give the baselines. ``jobs > 1``
-    spreads the folds over that many processes; results do not depend on it.
+    ``embed``/``embed_dims`` set the features the problems give the baselines. Folds are fitted
+    in chunks of ``FOLD_BATCH``: a strategy with ``fit_folds`` (metasel's) fits a chunk's folds
+    together, each on its own training problem. ``jobs > 1`` spreads the folds over that
+    many processes; results do not depend on it.
     """
     t0 = time.monotonic()
     if jobs > 1 and len(folds) > 1:
@@ -83,12 +87,27 @@ def evaluate(table, metric: str, folds: Sequence[Fold], *, strategies: Sequence[
     else:
         result = EvalResult("", metric, table.direction(metric))
         replay = ReplayBackend(table, metric)
-        for n, fold in enumerate(folds, 1):
-            if fold.test_contexts:
-                result.merge(_evaluate_fold(table, metric, fold, strategies, replay, embed=embed, embed_dims=embed_dims,
-                                            anytime_k=anytime_k, seed=seed))
-            if progress:
-                progress(f"[{n}/{len(folds)}] {fold.name}: {len(fold.test_contexts)} context(s), {time.monotonic() - t0:.0f}s")
+        done = 0
+        for start in range(0, len(folds), FOLD_BATCH):
+            chunk = list(folds[start:start + FOLD_BATCH])
+            problems = [fold_problems(table, metric, f, embed=embed, embed_dims=embed_dims) if f.test_contexts else None
+                        for f in chunk]
+            trains = [p[0] for p in problems if p is not None]
+            batched = {}
+            for s in strategies:
+                if hasattr(s, "fit_folds"):
+                    if progress:
+                        progress(f"fitting {s.name} on folds {start + 1}-{start + len(chunk)} of {len(folds)} together, "
+                                 f"{time.monotonic() - t0:.0f}s")
+                    batched[s.name] = iter(s.fit_folds(trains, seed=seed))
+            for fold, probs in zip(chunk, problems):
+                if probs is not None:
+                    fitted = [next(batched[s.name]) if s.name in batched else s.fit(probs[0], seed=seed) for s in strategies]
+                    result.merge(_evaluate_fold(table, metric, fold, fitted, replay, probs, anytime_k=anytime_k, seed=seed))
+                done += 1
+                if progress:
+                    progress(f"[{done}/{len(folds)}] {fold.name}: {len(fold.test_contexts)} context(s), "
+                             f"{time.monotonic() - t0:.0f}s")
     result.seconds = time.monotonic() - t0
     return result
 
@@ -112,14 +131,15 @@ def fold_problems(table, metric: str, fold: Fold, *, embed: str, embed_dims: int
             make_problem(table, metric, list(fold.test_contexts), methods, enc, test=True))
 
 
-def _evaluate_fold(table, metric: str, fold: Fold, strategies: Sequence[Strategy], replay: ReplayBackend, *,
-                   embed: str, embed_dims: int, anytime_k: int, seed: int) -> EvalResult:
+def _evaluate_fold(table, metric: str, fold: Fold, strategies: Sequence[Strategy], replay: ReplayBackend,
+                   problems: tuple[Problem, Problem], *, anytime_k: int, seed: int) -> EvalResult:
+    """One fold's results; ``strategies`` are already fitted on its training problem."""
     from metasel.data.table import descriptor_map
     from metasel.domain.techniques import same_computation
 
     result = EvalResult("", metric, table.direction(metric))
-    p_train, p_test = fold_problems(table, metric, fold, embed=embed, embed_dims=embed_dims)
-    scores = {s.name: s.fit(p_train, seed=seed).scores(p_test) for s in strategies}
+    p_train, p_test = problems
+    scores = {s.name: s.scores(p_test) for s in strategies}
     sbs = SingleBest().fit(p_train, seed=seed).scores(p_test)
     with_posterior = [s for s in strategies if s.posterior(p_test) is not None]
     post = with_posterior[0].posterior(p_test) if with_posterior else None

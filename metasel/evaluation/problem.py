@@ -97,5 +97,5 @@ def make_problem(table, metric: str, contexts, methods: list[str], encoder, *, t
     e = encoder.embed_dims
     text = x[:, -2 * e:] if e and encoder.pca_task is not None and encoder.pca_task.components.shape[0] else None
     mtext = mx[:, -e:] if e and encoder.pca_method is not None and encoder.pca_method.components.shape[0] else None
-    own = table.with_observations(table.observations.iloc[0:0]) if test else table
+    own = table.subset(np.zeros(len(table), dtype=bool)) if test else table
     return Problem(list(contexts), list(methods), score, failed, penalty, x, mx, text, mtext, own)

@@ -39,6 +39,10 @@ class Strategy(Protocol):
     def posterior(self, test: Problem) -> Posterior | None:
         """Predictive of every (test context, method) cell, context-major, if the strategy has one."""
 
+    # Optional: ``fit_folds(trains, *, seed) -> list[Strategy]``, one fitted strategy per training
+    # problem, for a strategy that fits many folds faster together than one by one (the
+    # harness uses it when present; each result must be what ``fit`` on that fold gives).
+
 
 def score_order(scores: np.ndarray, candidates: np.ndarray) -> list[int]:
     """Candidates by decreasing score (stable)."""
@@ -73,6 +77,24 @@ class SurrogateStrategy:
         self.model = self.template.fit(train.table, key=seed, **self.fit_kwargs)
         self.seed, self._cache = seed, None
         return self
+
+    def fit_folds(self, trains: list[Problem], *, seed: int = 0) -> list["SurrogateStrategy"]:
+        """One fitted copy per training problem; a surrogate with ``fit_many`` (the Bayesian one)
+        fits them all as one batched program, each fold on its own training table."""
+        fit_many = getattr(self.template, "fit_many", None)
+        if fit_many is None:
+            return [self._copy().fit(t, seed=seed) for t in trains]
+        models = fit_many([t.table for t in trains], keys=[seed] * len(trains), **self.fit_kwargs)
+        out = []
+        for model in models:
+            s = self._copy()
+            s.model, s.seed = model, seed
+            out.append(s)
+        return out
+
+    def _copy(self) -> "SurrogateStrategy":
+        return SurrogateStrategy(self.template, name=self.name, fit_kwargs=self.fit_kwargs, active=self.active,
+                                 skip_repeats=self.skip_repeats)
 
     def _predict(self, test: Problem) -> tuple[Posterior, np.ndarray]:
         if self._cache is None or self._cache[0] is not test:  # the object, not its id (ids are reused)

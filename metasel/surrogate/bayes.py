@@ -158,27 +158,47 @@ class BayesianSurrogate:
         With ``calibrate``, the predictive std is then calibrated on the training data
         alone: a second fit leaves out a fifth of the training units, and the spread of its
         errors on them (zero-shot, after seeing half of each context's cells, and on left-out
-        cells of seen contexts) sets one inflation factor for each case.
+        cells of seen contexts) sets one inflation factor for each case. The ensemble members
+        and that second fit run together as one vectorised fit.
 
         Args:
             table: observations; ``ok`` rows with the metric are the training targets.
-            key: a ``jax.random`` key (or an int seed).
+            key: an int seed (or a ``jax.random`` key).
             calibrate_by: what the inner fit leaves out — ``task`` (new workloads on known
                 hardware), ``hardware`` (a new machine), or a task grouping such as
                 ``model.hf_id`` (a new model): calibrate for the novelty the model will face.
         """
-        import jax
+        return self.fit_many([table], keys=[key], calibrate=calibrate, calibrate_by=calibrate_by)[0]
 
-        if isinstance(key, int):
-            key = jax.random.key(key)
-        key_fit, key_cal = jax.random.split(key)
-        model = self._fit_core(table, key_fit)
-        if calibrate:
-            seen, zero, cond = _calibration(self, table, key_cal, by=calibrate_by)
-            model = model._with(replace(model._state, calib_zero=zero, calib_cond=cond, calib_seen=seen,
-                                        fit_info={**model._state.fit_info, "calib_seen": seen, "calib_zero": zero,
-                                                  "calib_cond": cond, "calibrate_by": calibrate_by}))
-        return model
+    def fit_many(self, tables: "list[PerfTable]", *, keys, calibrate: bool = True,
+                 calibrate_by: str = "task") -> "list[BayesianSurrogate]":
+        """Fit one surrogate on each table, independently (the folds of an evaluation): each
+        result is the one ``fit(table, key=key)`` gives, but all of their fits — members and
+        calibration fits of every table — run as one batched, compiled program per shape bucket.
+        Nothing is shared between the tables but that program."""
+        from metasel.surrogate._train import fit_batch
+
+        seeds = [seed_of(k) for k in keys]
+        if len(seeds) != len(tables):
+            raise InputDataError(f"fit_many: expected one key per table ({len(tables)}), got {len(seeds)}")
+        mains = [self._plan(t, _sub_seed(s, 0)) for t, s in zip(tables, seeds)]
+        splits = [_calibration_split(self, t, np.random.default_rng([s, 1]), by=calibrate_by) if calibrate else None
+                  for t, s in zip(tables, seeds)]
+        inners = [self._plan(sp.inner, _sub_seed(s, 2)) if sp is not None else None for sp, s in zip(splits, seeds)]
+        plans = [p for p in (*mains, *inners) if p is not None]
+        params = iter(fit_batch([x for p in plans for x in p[1]], self.config))
+        fitted = {id(p): [next(params) for _ in p[1]] for p in plans}
+        out = []
+        for table, main, split, inner in zip(tables, mains, splits, inners):
+            model = self._finish(table, main[0], fitted[id(main)])
+            if calibrate:
+                seen, zero, cond = (1.0, 1.0, 1.0) if split is None else \
+                    _calibration_factors(self._finish(split.inner, inner[0], fitted[id(inner)]), split, table)
+                model = model._with(replace(model._state, calib_zero=zero, calib_cond=cond, calib_seen=seen,
+                                            fit_info={**model._state.fit_info, "calib_seen": seen, "calib_zero": zero,
+                                                      "calib_cond": cond, "calibrate_by": calibrate_by}))
+            out.append(model)
+        return out
 
     def _training_arrays(self, table: "PerfTable") -> dict:
         """The standardised log targets (contexts × methods), mask, encoded inputs and the fitted encoder."""
@@ -215,15 +235,17 @@ class BayesianSurrogate:
                 "xc": encoder.contexts(pairs), "xm": encoder.methods(method_desc), "xp": xp, "rep": rep, "y": y,
                 "mask": mask, "y_mean": y_mean, "y_std": y_std, "evidence": evidence}
 
-    def _fit_core(self, table: "PerfTable", key) -> "BayesianSurrogate":
-        import jax
-
-        from metasel.surrogate._train import fit_params
+    def _plan(self, table: "PerfTable", seed: int) -> tuple[dict, list]:
+        """The training arrays of ``table`` and one fit input per ensemble member."""
+        from metasel.surrogate._train import FitInput
 
         d = self._training_arrays(table)
         n_members = self.config.members or (3 if int(d["mask"].sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
-        fits = [fit_params(d["xc"], d["xm"], d["y"], d["mask"], key=jax.random.fold_in(key, i) if i else key,
-                           cfg=self.config, xp=d["xp"], rep=d["rep"]) for i in range(n_members)]
+        return d, [FitInput.of(d["xc"], d["xm"], d["y"], d["mask"], xp=d["xp"], rep=d["rep"], seed=_sub_seed(seed, i))
+                   for i in range(n_members)]
+
+    def _finish(self, table: "PerfTable", d: dict, fits: list[dict]) -> "BayesianSurrogate":
+        """The fitted surrogate from a plan's arrays and its members' parameters."""
         encoder = d["encoder"]
         state = _State(
             metric=self.metric, direction=table.direction(self.metric), config=self.config, encoder=encoder,
@@ -232,7 +254,7 @@ class BayesianSurrogate:
             failures=Failures.fit(table, encoder.contexts, d["catalog"], dim=encoder.context_dim),
             losses=np.stack([p["losses"] for p in fits]), train_contexts=frozenset(d["ctx_keys"]),
             fit_info={"num_contexts": len(d["ctx_keys"]), "num_methods": len(d["methods"]),
-                      "num_cells": int(d["mask"].sum()), "members": n_members},
+                      "num_cells": int(d["mask"].sum()), "members": len(fits)},
         )
         return self._with(state)
 
@@ -515,23 +537,26 @@ def _read_model_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def _calibration(template: BayesianSurrogate, table: "PerfTable", key, *, by: str = "task") -> tuple[float, float, float]:
-    """Std inflation factors (seen, zero-shot, conditioned) from one inner fit on training data.
+@dataclass
+class _CalibrationSplit:
+    """What the calibration's inner fit trains on, and what it is scored on."""
 
-    The inner fit leaves out a fifth of the training units — tasks, hardware, or groups of
-    tasks (``by``) — and a tenth of the other cells. Seen: the left-out cells of contexts
-    it trained on. Zero-shot: the left-out units' cells predicted from nothing. Conditioned: each left-out context's cells split
-    in two halves, one told, the other predicted. Each factor makes 90% of the
-    standardised errors fall inside the 90% interval; none is below 1 (only widens).
-    """
-    from metasel.data.table import PerfTable
+    inner: "PerfTable"  # the training table less the held-out units and a tenth of the other cells
+    test: "pd.DataFrame"  # the held-out units' cells (task_id, method, hardware_id, value)
+    dropped: "pd.DataFrame"  # the other cells left out
+    rng: np.random.Generator
 
+
+def _calibration_split(template: BayesianSurrogate, table: "PerfTable", rng: np.random.Generator, *,
+                       by: str = "task") -> _CalibrationSplit | None:
+    """The inner fit's training table: it leaves out a fifth of the training units — tasks,
+    hardware, or groups of tasks (``by``) — and a tenth of the other cells. None when there are
+    too few units to hold any out."""
     long = table.long(template.metric)
     long = long[long["value"] > 0].reset_index(drop=True)
-    rng = np.random.default_rng(seed_of(key))
     held_rows = _held_out_rows(table, long, by, rng)
     if held_rows is None:
-        return 1.0, 1.0, 1.0
+        return None
     held = set(zip(long.loc[held_rows, "task_id"], long.loc[held_rows, "hardware_id"]))  # held-out contexts
     kept = long[~held_rows]
     drop_cells = kept.sample(frac=0.1, random_state=int(rng.integers(2**31))) if len(kept) >= 20 else kept.iloc[0:0]
@@ -539,8 +564,21 @@ def _calibration(template: BayesianSurrogate, table: "PerfTable", key, *, by: st
     obs = table.observations
     in_held = np.array([c in held for c in zip(obs["task_id"], obs["hardware_id"])], dtype=bool)
     in_dropped = np.array([c in dropped for c in zip(obs["task_id"], obs["method"], obs["hardware_id"])], dtype=bool)
-    keep_mask = ~in_held & ~in_dropped
-    inner = template._fit_core(table.with_observations(obs[keep_mask]), key)
+    return _CalibrationSplit(table.subset(~in_held & ~in_dropped),
+                             long[held_rows].reset_index(drop=True), drop_cells, rng)
+
+
+def _calibration_factors(inner: BayesianSurrogate, split: _CalibrationSplit, table: "PerfTable") -> tuple[float, float, float]:
+    """Std inflation factors (seen, zero-shot, conditioned) from the inner fit's errors.
+
+    Seen: the left-out cells of contexts it trained on. Zero-shot: the left-out units' cells
+    predicted from nothing. Conditioned: each left-out context's cells split in two halves,
+    one told, the other predicted. Each factor makes 90% of the standardised errors fall
+    inside the 90% interval; none is below 1 (only widens).
+    """
+    from metasel.data.table import PerfTable
+
+    metric, rng, test, drop_cells = inner.metric, split.rng, split.test, split.dropped
 
     def zscores(model, cells):
         if cells.empty:
@@ -550,7 +588,6 @@ def _calibration(template: BayesianSurrogate, table: "PerfTable", key, *, by: st
 
     seen_cells = drop_cells[[(t, h) in inner._state.train_contexts for t, h in zip(drop_cells["task_id"], drop_cells["hardware_id"])]]
     z_seen = zscores(inner, seen_cells)
-    test = long[held_rows].reset_index(drop=True)
     z0 = zscores(inner, test)
     told_rows, asked = [], []
     for _, grp in test.groupby(["task_id", "hardware_id"]):
@@ -562,8 +599,8 @@ def _calibration(template: BayesianSurrogate, table: "PerfTable", key, *, by: st
     z1 = np.zeros(0)
     if told_rows:
         told = test.loc[np.concatenate(told_rows)]
-        cond = inner.condition(PerfTable(told.rename(columns={"value": template.metric})[
-            ["task_id", "method", "hardware_id", template.metric]], source="calibration"))
+        cond = inner.condition(PerfTable(told.rename(columns={"value": metric})[
+            ["task_id", "method", "hardware_id", metric]], source="calibration"))
         z1 = zscores(cond, test.loc[np.concatenate(asked)])
     from scipy.stats import norm
 
@@ -573,6 +610,11 @@ def _calibration(template: BayesianSurrogate, table: "PerfTable", key, *, by: st
         return float(max(1.0, np.quantile(z, 0.9) / z90)) if len(z) >= 5 else 1.0
 
     return factor(z_seen), factor(z0), factor(z1)
+
+
+def _sub_seed(seed: int, i: int) -> int:
+    """The ``i``-th independent seed derived from ``seed``."""
+    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
 
 
 def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> np.ndarray | None:

@@ -74,6 +74,29 @@ def test_folds_keep_test_out_of_training():
     assert sum(len(f.test_contexts) for f in folds) == len(ev.contexts_of(table, "value"))
 
 
+def test_batched_folds_are_isolated():
+    """metasel's folds are fitted together (fit_folds): each fold's model is the one it gets
+    fitted alone, and changing another fold's test values changes nothing of it."""
+    from metasel.evaluation.harness import fold_problems
+
+    table, _ = low_rank_table(num_tasks=12, num_methods=4, num_hardware=1, density=0.9, seed=3)
+    folds = ev.leave_one_task_out(table, "value")[:3]
+    problems = [fold_problems(table, "value", f, embed="none", embed_dims=0) for f in folds]
+    strategy = metasel_strategy("value", steps=40, members=2, embed="none")
+    batched = strategy.fit_folds([p[0] for p in problems], seed=0)
+    alone = strategy.fit(problems[0][0], seed=0)
+    np.testing.assert_allclose(batched[0].scores(problems[0][1]), alone.scores(problems[0][1]), atol=1e-4)
+    # move the values of fold 1's held-out task: fold 0 trains on them, fold 1 must not
+    obs = table.observations.copy()
+    held = obs["task_id"] == folds[1].test_contexts[0][0]
+    obs.loc[held, "value"] = obs.loc[held, "value"] * 50.0
+    moved = table.with_observations(obs)
+    problems2 = [fold_problems(moved, "value", f, embed="none", embed_dims=0) for f in folds]
+    again = strategy.fit_folds([p[0] for p in problems2], seed=0)
+    np.testing.assert_allclose(again[1].scores(problems2[1][1]), batched[1].scores(problems[1][1]), atol=1e-4)
+    assert not np.allclose(again[0].scores(problems2[0][1]), batched[0].scores(problems[0][1]), atol=1e-3)
+
+
 def test_evaluate_end_to_end_small():
     table, _ = low_rank_table(num_tasks=14, num_methods=5, num_hardware=1, density=0.9, seed=2)
     folds = ev.leave_one_task_out(table, "value")[:4]

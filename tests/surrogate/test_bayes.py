@@ -352,23 +352,3 @@ def test_same_computation_methods_share_one_value(tmp_path):
     assert np.ptp(off.predict([(b1[0], m, hw) for m in twins], table=table).mean) > 0
     again = BayesianSurrogate.load(model.save(tmp_path / "same.metasel"))
     np.testing.assert_array_equal(again.predict([(b1[0], m, hw) for m in twins], table=table).mean, zero.mean)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memory mappings are counted from /proc")
-def test_compiled_programs_are_dropped_before_mappings_run_out(monkeypatch, synthetic):
-    """Hundreds of fits in one process (an evaluation) must not exhaust the process's memory
-    mappings: past MAX_MAPPINGS, a fit drops jax's compiled programs; below it, it keeps them."""
-    import jax
-
-    from metasel.surrogate import _train
-
-    table, _ = synthetic
-    calls = []
-    monkeypatch.setattr(jax, "clear_caches", lambda: calls.append(1))
-    cfg = TrainConfig(steps=3, members=1)
-    monkeypatch.setattr(_train, "MAX_MAPPINGS", 10**9)
-    BayesianSurrogate("value", config=cfg, embed="none").fit(table, key=0, calibrate=False)
-    assert calls == []
-    monkeypatch.setattr(_train, "MAX_MAPPINGS", 0)
-    BayesianSurrogate("value", config=cfg, embed="none").fit(table, key=0, calibrate=False)
-    assert calls == [1]
