@@ -122,6 +122,9 @@ def _evaluate(tree: Path, data: list[str], folds: int | None, total: int, tmp: P
     return (seconds * total / folds, True) if extra else (seconds, False)
 
 
+ASLIB_BASELINES = "all"
+
+
 def measure(job: str, tree: Path, tmp: Path, *, folds: int | None) -> list[tuple[str, float, bool, str]]:
     """(figure, value, estimated, unit) rows of one job at one tree."""
     if job == "planted":
@@ -143,11 +146,13 @@ def measure(job: str, tree: Path, tmp: Path, *, folds: int | None) -> list[tuple
         total, any_est, rows = 0.0, False, []
         for scen in sorted(p for p in (SHARED / "aslib_dev").iterdir() if p.is_dir()):
             s, est = _evaluate(tree, ["--data", str(scen / "perf.csv"), "--features", str(scen / "features.csv"),
-                                      "--folds", str(scen / "folds.csv"), "--objective", "min", "--protocol", "folds"],
+                                      "--folds", str(scen / "folds.csv"), "--objective", "min", "--protocol", "folds",
+                                      "--baselines", ASLIB_BASELINES],
                                folds, 10, tmp)
             rows.append((f"  aslib {scen.name}", s, est, "s"))
             total, any_est = total + s, any_est or est
-        return [("ASlib dev, 15 scenarios, official folds, all strategies", total, any_est, "s"), *rows]
+        what = "all strategies" if ASLIB_BASELINES == "all" else f"metasel + baselines {ASLIB_BASELINES}"
+        return [(f"ASlib dev, 15 scenarios, official folds, {what}", total, any_est, "s"), *rows]
     if job == "fit100k":
         r = _child("fit100k", {}, tree)
         return [(f"fit on {r['cells']:,} synthetic observations", r["seconds"], False, "s"),
@@ -176,8 +181,11 @@ def main() -> None:
     ap.add_argument("--no-base", action="store_true", help="measure this checkout only")
     ap.add_argument("--base-folds", type=int, default=3, help="folds the long evaluations run at the base [3]")
     ap.add_argument("--base-aslib-folds", type=int, default=1, help="folds of each ASlib scenario run at the base [1]")
+    ap.add_argument("--aslib-baselines", default="all", help="--baselines of the ASlib evaluations [all]")
     ap.add_argument("--only", nargs="*", choices=JOBS, default=list(JOBS))
     args = ap.parse_args()
+    global ASLIB_BASELINES
+    ASLIB_BASELINES = args.aslib_baselines
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

@@ -54,6 +54,9 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+_MEASUREMENT_TEMPLATES: dict[str, "PerfTable"] = {}  # metric -> a validated one-row table (PerfTable.measurement)
+
+
 def observation_id(row: Mapping[str, Any]) -> str:
     """Stable id of an observation: a hash of everything it records."""
     parts = []
@@ -319,6 +322,39 @@ class PerfTable:
         """A table with other observations and the same descriptors."""
         return PerfTable(observations, self.tasks, self.methods, self.hardware,
                          directions=self.directions, source=self._source)
+
+    @classmethod
+    def measurement(cls, task_id: str, method: str, hardware_id: str, metric: str, value: float, *,
+                    source: str = "table") -> "PerfTable":
+        """A table of one ``ok`` measurement with placeholder descriptors — what an active loop
+        tells its surrogate after each benchmark. The same table the constructor builds from
+        that one row, in a fraction of the time (a copy of a validated template, re-keyed)."""
+        import math
+
+        if metric not in METRICS:
+            raise InputDataError(f"{source}: unknown metric {metric!r}; expected one of {list(METRICS)}")
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise InputDataError(f"{source}: {metric}: expected a finite non-negative number, got {value!r}")
+        template = _MEASUREMENT_TEMPLATES.get(metric)
+        if template is None:
+            template = _MEASUREMENT_TEMPLATES[metric] = cls(
+                [{"task_id": "t", "method": "m", "hardware_id": "h", metric: 1.0}], source="template")
+        out = object.__new__(cls)
+        out.__dict__.update(template.__dict__)
+        out._source, out.directions = source, {}
+        obs = template.observations.copy()
+        obs.loc[0, ["task_id", "method", "hardware_id"]] = [str(task_id), str(method), str(hardware_id)]
+        obs.loc[0, metric] = float(value)
+        obs.loc[0, "obs_id"] = observation_id(obs.iloc[0].to_dict())
+        out.observations = obs
+        for attr, key, new in (("tasks", "task_id", task_id), ("methods", "method", method),
+                               ("hardware", "hardware_id", hardware_id)):
+            frame = getattr(template, attr).copy()
+            frame.loc[0, key] = str(new)
+            if "name" in frame.columns:
+                frame.loc[0, "name"] = str(new)
+            setattr(out, attr, frame)
+        return out
 
     def subset(self, keep) -> "PerfTable":
         """The table with only the observations where the boolean array ``keep`` holds, and the

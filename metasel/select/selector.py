@@ -182,8 +182,8 @@ class Selector:
             if value is None or not math.isfinite(value) or value <= 0:
                 raise InputDataError(f"tell({method!r}): an ok benchmark needs a positive value, got {value!r}")
             self.state = replace(self.state, measured={**self.state.measured, method: float(value)}, **spent)
-            obs = PerfTable([{"task_id": self.task_id, "method": method, "hardware_id": self.hardware_id,
-                              self.surrogate.metric: float(value)}], source="tell")
+            obs = PerfTable.measurement(self.task_id, method, self.hardware_id, self.surrogate.metric, float(value),
+                                        source="tell")
             self.surrogate = self.surrogate.condition(obs)
         else:
             self.state = replace(self.state, failed={**self.state.failed, method: status}, **spent)

@@ -115,9 +115,12 @@ class Failures:
 
     def with_failures(self, observations: "PerfTable") -> "Failures":
         """A copy that also holds the recorded failures of ``observations``."""
-        cells = {k: dict(v) for k, v in self.failed_cells.items()}
         obs = observations.observations
-        for t, m, h, st in obs.loc[obs["status"] != "ok", ["task_id", "method", "hardware_id", "status"]].itertuples(index=False):
+        failed = obs["status"].to_numpy() != "ok"
+        if not failed.any():
+            return self
+        cells = {k: dict(v) for k, v in self.failed_cells.items()}
+        for t, m, h, st in obs.loc[failed, ["task_id", "method", "hardware_id", "status"]].itertuples(index=False):
             cells.setdefault((t, h), {})[m] = st
         return Failures(self.methods, self.weights, self.overall, cells)
 

@@ -89,3 +89,20 @@ def test_filter_and_flags():
     t = PerfTable([obs(throughput_tok_s=1.0, flags="x"), obs("b", throughput_tok_s=2.0)])
     assert len(t.filter(exclude_flags=["x"])) == 1
     assert t.filter(tasks=["b"]).tasks["task_id"].tolist() == ["b"]
+
+
+def test_one_measurement_table_is_the_constructors():
+    """PerfTable.measurement (the active loop's tell) builds the very table the validating
+    constructor builds from that row, and refuses what the constructor refuses."""
+    import pandas as pd
+
+    for metric, value in (("value", 2.5), ("throughput_tok_s", 31.0), ("value", 7.0)):
+        slow = PerfTable([{"task_id": "tx", "method": "int8 x", "hardware_id": "hw1", metric: value}], source="tell")
+        fast = PerfTable.measurement("tx", "int8 x", "hw1", metric, value, source="tell")
+        for attr in ("observations", "tasks", "methods", "hardware"):
+            pd.testing.assert_frame_equal(getattr(fast, attr), getattr(slow, attr))
+        assert fast.content_hash() == slow.content_hash()
+    with pytest.raises(InputDataError, match="finite non-negative"):
+        PerfTable.measurement("t", "m", "h", "value", float("nan"))
+    with pytest.raises(InputDataError, match="unknown metric"):
+        PerfTable.measurement("t", "m", "h", "speed", 1.0)
