@@ -158,7 +158,9 @@ def measure(job: str, tree: Path, tmp: Path, *, folds: int | None) -> list[tuple
         return [(f"fit on {r['cells']:,} synthetic observations", r["seconds"], False, "s"),
                 ("  peak memory of that process", r["peak_mib"], False, "MiB")]
     if job == "demo":
-        store, model = tmp / f"demo-{tree.name}.sqlite", tmp / f"demo-{tree.name}.metasel"
+        home = tmp / f"demo-{tree.name}"  # its own folder: suggest caches models beside the store, by content
+        home.mkdir(exist_ok=True)
+        store, model = home / "demo.sqlite", home / "demo-throughput.metasel"
         m = _metasel(tree)
         steps = [[*m, "--store", str(store), "import", str(ROOT / "datasets" / "cpu-v1")],
                  [*m, "--store", str(store), "import", str(ROOT / "datasets" / "gpu-v1")],
@@ -209,6 +211,7 @@ def main() -> None:
                     folds_here = aslib_folds[label] if job == "aslib" else folds
                     for name, value, est, unit in [*measure(job, tree, tmp, folds=folds_here), *extra]:
                         rows.setdefault(name, {"unit": unit})[label] = (value, est)
+                        print(f"    {label}: {name}: {'~' if est else ''}{value:.1f} {unit}", file=sys.stderr, flush=True)
         finally:
             if not args.no_base:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "base")],
