@@ -329,8 +329,6 @@ class PerfTable:
         """A table of one ``ok`` measurement with placeholder descriptors — what an active loop
         tells its surrogate after each benchmark. The same table the constructor builds from
         that one row, in a fraction of the time (a copy of a validated template, re-keyed)."""
-        import math
-
         if metric not in METRICS:
             raise InputDataError(f"{source}: unknown metric {metric!r}; expected one of {list(METRICS)}")
         if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -339,22 +337,19 @@ class PerfTable:
         if template is None:
             template = _MEASUREMENT_TEMPLATES[metric] = cls(
                 [{"task_id": "t", "method": "m", "hardware_id": "h", metric: 1.0}], source="template")
-        out = object.__new__(cls)
-        out.__dict__.update(template.__dict__)
-        out._source, out.directions = source, {}
         obs = template.observations.copy()
         obs.loc[0, ["task_id", "method", "hardware_id"]] = [str(task_id), str(method), str(hardware_id)]
         obs.loc[0, metric] = float(value)
         obs.loc[0, "obs_id"] = observation_id(obs.iloc[0].to_dict())
-        out.observations = obs
+        descriptors = {}
         for attr, key, new in (("tasks", "task_id", task_id), ("methods", "method", method),
                                ("hardware", "hardware_id", hardware_id)):
             frame = getattr(template, attr).copy()
             frame.loc[0, key] = str(new)
             if "name" in frame.columns:
                 frame.loc[0, "name"] = str(new)
-            setattr(out, attr, frame)
-        return out
+            descriptors[attr] = frame
+        return template._validated(obs, source=source, directions={}, **descriptors)
 
     def subset(self, keep) -> "PerfTable":
         """The table with only the observations where the boolean array ``keep`` holds, and the
@@ -366,10 +361,16 @@ class PerfTable:
         if keep.shape != (len(self.observations),):
             raise InputDataError(f"{self._source}: subset: expected one boolean per observation "
                                  f"({len(self.observations)}), got shape {keep.shape}")
+        return self._validated(self.observations[keep].reset_index(drop=True))
+
+    def _validated(self, observations: "pd.DataFrame", **changes) -> "PerfTable":
+        """This table with other, already validated observations (and other attributes in
+        ``changes``: descriptors, ``source``, ``directions``), without re-checking anything."""
         out = object.__new__(PerfTable)
         out.__dict__.update(self.__dict__)
-        out.observations = self.observations[keep].reset_index(drop=True)
-        out.directions = dict(self.directions)
+        out.observations, out.directions = observations, dict(self.directions)
+        for name, value in changes.items():
+            setattr(out, "_source" if name == "source" else name, value)
         return out
 
     def filter(self, *, tasks: Iterable[str] | None = None, methods: Iterable[str] | None = None,

@@ -104,6 +104,12 @@ def bucket(n: int, floor: int = 1) -> int:
     return 3 * p // 4 if p >= 4 and 3 * p // 4 >= size else p
 
 
+def _ladder_floor(n: int) -> int:
+    """The largest size of :func:`bucket`'s ladder that is at most ``n`` (n >= 1)."""
+    p = 1 << (n.bit_length() - 1)  # the power of two <= n
+    return 3 * p // 2 if p >= 2 and 3 * p // 2 <= n else p
+
+
 BATCH_ELEMENTS = 2_000_000  # a batch's padded cells x latent width, above which it is split (memory)
 
 
@@ -123,8 +129,7 @@ def fit_batch(inputs: list[FitInput], cfg: TrainConfig) -> list[dict]:
     for key, members in groups.items():
         Cb, Mb, _, _, Pb = key
         per_item = Cb * (Mb * (Pb + 4) + (width + Pb) ** 2 + Pb * Pb)
-        chunk = max(1, BATCH_ELEMENTS // per_item)
-        chunk = max(b for b in (bucket(n) for n in range(1, chunk + 1)) if b <= chunk)  # a ladder size: no filler
+        chunk = _ladder_floor(max(1, BATCH_ELEMENTS // per_item))  # a ladder size: full chunks need no filler
         for start in range(0, len(members), chunk):
             idx = members[start:start + chunk]
             for i, params in zip(idx, _run_bucket([inputs[i] for i in idx], key, cfg)):
@@ -154,7 +159,7 @@ def _run_bucket(items: list[FitInput], key: tuple, cfg: TrainConfig) -> list[dic
     params0 = {k: np.stack([p[k] for p in inits]) if not isinstance(inits[0][k], list)
                else [tuple(np.stack([p[k][li][j] for p in inits]) for j in range(2)) for li in range(3)]
                for k in inits[0]}
-    sizes = _tower_sizes(key, cfg)
+    sizes = _tower_sizes(dcb, dmb, cfg)
     params0 = {**params0, "ctx": _to_state(params0["ctx"], sizes[0]), "mth": _to_state(params0["mth"], sizes[1])}
     program = _program(replace(cfg, members=0, same_computation=True, pair_terms=True), sizes)
     params, losses = jax.device_get(program(params0, data))
@@ -203,12 +208,11 @@ def _init(item: FitInput, cfg: TrainConfig) -> dict:
         return [(lecun(din, hidden), np.zeros(hidden, np.float32)), (lecun(hidden, hidden), np.zeros(hidden, np.float32)),
                 ((0.01 * rng.standard_normal((hidden, dout))).astype(np.float32), np.zeros(dout, np.float32))]
 
-    width = 1 + cfg.k + cfg.rank
+    ctx_size, mth_size = _tower_sizes(dc, dm, cfg)
     # Start the method embeddings off zero: at zero the latent loadings have no gradient
     # (the covariance is quadratic in them), so a symmetric start would never leave it.
-    return {"ctx": tower(dc, cfg.hidden, 1 + cfg.k + int(cfg.hetero_noise)),
-            "mth": tower(dm, cfg.hidden // 2, width),
-            "emb": (0.1 * rng.standard_normal((M, width))).astype(np.float32),
+    return {"ctx": tower(*ctx_size), "mth": tower(*mth_size),
+            "emb": (0.1 * rng.standard_normal((M, mth_size[2]))).astype(np.float32),
             "log_noise": np.float32(math.log(0.3)), "log_s_bias": np.float32(math.log(0.5)),
             "beta": np.zeros(P, np.float32), "log_tau": np.full(P, math.log(cfg.slope_prior), np.float32)}
 
@@ -251,10 +255,10 @@ def _unpadded(params: dict, b: int, item: FitInput, cfg: TrainConfig) -> dict:
 LAYERS = ("l0", "l1", "out")
 
 
-def _tower_sizes(key: tuple, cfg: TrainConfig) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """(inputs, hidden, outputs) of the context and method towers of a bucket."""
-    _, _, dcb, dmb, _ = key
-    return (dcb, cfg.hidden, 1 + cfg.k + int(cfg.hetero_noise)), (dmb, cfg.hidden // 2, 1 + cfg.k + cfg.rank)
+def _tower_sizes(dc: int, dm: int, cfg: TrainConfig) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(inputs, hidden, outputs) of the context and method towers for ``dc`` context and ``dm``
+    method features."""
+    return (dc, cfg.hidden, 1 + cfg.k + int(cfg.hetero_noise)), (dm, cfg.hidden // 2, 1 + cfg.k + cfg.rank)
 
 
 @functools.lru_cache(maxsize=None)
@@ -293,18 +297,23 @@ def _from_state(state) -> list:
     return [(leaves[name, "kernel"], leaves[name, "bias"]) for name in LAYERS]
 
 
+def _tower_fns(sizes: tuple) -> tuple:
+    """``(state, x) -> outputs`` of the context and method towers of these sizes."""
+    from flax import nnx
+
+    return tuple((lambda state, x, g=_tower(*size)[0]: nnx.merge(g, state)(x)) for size in sizes)
+
+
 @functools.lru_cache(maxsize=None)
 def _program(cfg: TrainConfig, sizes: tuple):
     """The compiled training loop for one configuration and bucket: ``(params0, data) ->
     (params, losses)``, vectorised over a leading batch axis; jax compiles it once per shape."""
     import jax
     import optax
-    from flax import nnx
 
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, min(100, cfg.steps // 10 + 1), cfg.steps, cfg.lr * 0.05)
     opt = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
-    graphs = [_tower(*size)[0] for size in sizes]
-    towers = tuple((lambda state, x, g=g: nnx.merge(g, state)(x)) for g in graphs)
+    towers = _tower_fns(sizes)
 
     def loss(params, data):
         return -_log_joint(params, data, cfg, towers)
@@ -320,18 +329,6 @@ def _program(cfg: TrainConfig, sizes: tuple):
         return params, losses
 
     return jax.jit(jax.vmap(one))
-
-
-def _mlp(layers, x):
-    """The towers' function on [(kernel, bias)] layers (what the nnx tower computes)."""
-    import jax
-
-    h = x
-    for i, (w, b) in enumerate(layers):
-        h = h @ w + b
-        if i < len(layers) - 1:
-            h = jax.nn.silu(h)
-    return h
 
 
 UNROLL_MAX = 6  # Cholesky factors up to this size are written out elementwise (vectorised over contexts)
@@ -365,11 +362,11 @@ def _solve_spd(a, v):
     return quad, half_logdet
 
 
-def _log_joint(p: dict, d: dict, cfg: TrainConfig, towers=(_mlp, _mlp)):
+def _log_joint(p: dict, d: dict, cfg: TrainConfig, towers: tuple):
     """Log prior plus the exact marginal likelihood of each context's observed values (latents
     integrated out), for one (padded) fit whose data are its :func:`sufficient_stats`, inputs
-    and (representative-gathered) pair terms ``xp``. ``towers`` apply ``p["ctx"]`` and ``p["mth"]``
-    to inputs (the nnx towers in training; plain layer lists in tests)."""
+    and (representative-gathered) pair terms ``xp``. ``towers`` (:func:`_tower_fns`) apply
+    ``p["ctx"]`` and ``p["mth"]`` to the inputs."""
     import jax
     import jax.numpy as jnp
     import numpyro.distributions as dist

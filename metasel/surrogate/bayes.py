@@ -185,15 +185,16 @@ class BayesianSurrogate:
         splits = [_calibration_split(self, t, np.random.default_rng([s, 1]), by=calibrate_by) if calibrate else None
                   for t, s in zip(tables, seeds)]
         inners = [self._plan(sp.inner, _sub_seed(s, 2)) if sp is not None else None for sp, s in zip(splits, seeds)]
-        plans = [p for p in (*mains, *inners) if p is not None]
-        params = iter(fit_batch([x for p in plans for x in p[1]], self.config))
-        fitted = {id(p): [next(params) for _ in p[1]] for p in plans}
+        plans = [*mains, *inners]
+        params = iter(fit_batch([x for p in plans if p is not None for x in p[1]], self.config))
+        fitted = [[next(params) for _ in p[1]] if p is not None else None for p in plans]  # each plan's members
         out = []
-        for table, main, split, inner in zip(tables, mains, splits, inners):
-            model = self._finish(table, main[0], fitted[id(main)])
+        for table, main, split, inner, main_fits, inner_fits in zip(tables, mains, splits, inners, fitted[:len(tables)],
+                                                                     fitted[len(tables):]):
+            model = self._finish(table, main[0], main_fits)
             if calibrate:
                 seen, zero, cond = (1.0, 1.0, 1.0) if split is None else \
-                    _calibration_factors(self._finish(split.inner, inner[0], fitted[id(inner)]), split, table)
+                    _calibration_factors(self._finish(split.inner, inner[0], inner_fits), split, table)
                 model = model._with(replace(model._state, calib_zero=zero, calib_cond=cond, calib_seen=seen,
                                             fit_info={**model._state.fit_info, "calib_seen": seen, "calib_zero": zero,
                                                       "calib_cond": cond, "calibrate_by": calibrate_by}))

@@ -102,17 +102,20 @@ def test_woodbury_likelihood_is_the_dense_gaussian_density():
     mask[::2, :2] = 1.0
     item = _train.FitInput.of(base.xc, base.xm, base.y + 0.5 * mask, mask, xp=np.take_along_axis(base.xp, rep[:, :, None], axis=1),
                               rep=rep, seed=7)
-    params = {k: (jnp.asarray(v) if not isinstance(v, list) else [tuple(map(jnp.asarray, t)) for t in v])
-              for k, v in _train._init(item, cfg).items()}
+    layers = _train._init(item, cfg)
+    sizes = _train._tower_sizes(2, 2, cfg)
+    params = {k: jnp.asarray(v) for k, v in layers.items() if k not in ("ctx", "mth")}
+    params.update(ctx=_train._to_state(layers["ctx"], sizes[0]), mth=_train._to_state(layers["mth"], sizes[1]))
     params["emb"] = params["emb"] * 5
     params["beta"] = jnp.asarray([0.3, -0.2])
+    towers = _train._tower_fns(sizes)  # the nnx towers training runs
 
     def data_of(x):
         return {"xc": jnp.asarray(x.xc), "xm": jnp.asarray(x.xm), "xp": jnp.asarray(x.xp),
                 **{k: jnp.asarray(v) for k, v in _train.sufficient_stats(x).items()}}
 
     empty = _train.FitInput.of(item.xc, item.xm, item.y, np.zeros_like(item.mask), xp=item.xp, rep=rep, seed=7)
-    ours = float(_train._log_joint(params, data_of(item), cfg) - _train._log_joint(params, data_of(empty), cfg))
+    ours = float(_train._log_joint(params, data_of(item), cfg, towers) - _train._log_joint(params, data_of(empty), cfg, towers))
 
     def mlp(x, layers):
         h = np.asarray(x, float)
@@ -121,7 +124,7 @@ def test_woodbury_likelihood_is_the_dense_gaussian_density():
             h = h / (1 + np.exp(-h)) if i < len(layers) - 1 else h
         return h
 
-    hc, hm = mlp(item.xc, params["ctx"]), mlp(item.xm, params["mth"]) + np.asarray(params["emb"], float)
+    hc, hm = mlp(item.xc, layers["ctx"]), mlp(item.xm, layers["mth"]) + np.asarray(params["emb"], float)
     k = cfg.k
     noise, s_bias = math.exp(params["log_noise"]), math.exp(params["log_s_bias"])
     tau, beta = np.exp(np.asarray(params["log_tau"], float)), np.asarray(params["beta"], float)
