@@ -29,6 +29,7 @@ class Ranked:
     direction: str
     task: dict
     hardware: dict
+    ranked_by: str = "expected value"
 
     @property
     def recommended(self) -> dict:
@@ -61,11 +62,31 @@ def _constraint_feasibility(extra_models: dict | None, objective, desc, cond_tab
     return p
 
 
+def _failure_values(table, metric: str, direction: str, methods: list[str]) -> np.ndarray:
+    """What a failure of each method costs on the metric's scale: 0 for a maximised metric, else the
+    median value the table records for its failed runs (a PAR10 penalty), else NaN (unknown)."""
+    out = np.zeros(len(methods)) if direction == "max" else np.full(len(methods), np.nan)
+    if direction == "max" or not len(table) or metric not in table.observations:
+        return out
+    obs = table.observations
+    bad = obs.loc[(obs["status"] != "ok") & (obs[metric] > 0), ["method", metric]]
+    if bad.empty:
+        return out
+    per = bad.groupby("method")[metric].median()
+    overall = float(bad[metric].median())
+    return np.array([float(per.get(m, overall)) for m in methods])
+
+
 def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour: float | None,
-         extra_models: dict | None = None, seed: int = 0) -> Ranked:
-    """Every method's prediction for the task on the hardware, measured ones included."""
+         extra_models: dict | None = None, seed: int = 0, choice=None) -> Ranked:
+    """Every method's prediction for the task on the hardware, measured ones included; unmeasured
+    ones are ranked by ``choice`` (:class:`~metasel.select.choice.Choice`: the expected value,
+    failures included, by default; a risk quantile; or P(best)), measured ones by their value."""
     from metasel.select import Selector, StopRule
     from metasel.select import acquisition as acq
+    from metasel.select.choice import Choice, choice_scores
+
+    choice = choice or Choice()
 
     tid, hid = task["task_id"], hardware["hardware_id"]
     desc = descriptor_table(task, hardware)
@@ -84,23 +105,33 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
     p_feas = np.where([m in failed for m in methods], 0.0,
                       np.where([m in measured for m in methods], constraint, constraint * p_ok))
     same = model.same_computation(tid, methods)  # e.g. static batching of one request = plain generation
+    fail_value = _failure_values(table, model.metric, model.direction, methods)
+    utility = choice_scores(pred.mean[None], pred.std[None], (1.0 - p_feas)[None], direction=model.direction,
+                            failure_value=fail_value, choice=choice, seed=seed)[0]
+    if choice.by == "p_best":
+        utility = p_best  # the joint posterior's, correlations included
     rows = []
     for i, m in enumerate(methods):
         med = float(np.exp(pred.mean[i]))
         row = {"method": m, "predicted": med, "low90": float(np.exp(lo[i])), "high90": float(np.exp(hi[i])),
                "log_std": float(pred.std[i]), "p_best": float(p_best[i]), "p_feasible": float(p_feas[i]),
                "measured": measured.get(m), "status": failed.get(m, "ok" if m in measured else ""),
-               "same_as": same[m] if same[m] != m else None}
+               "same_as": same[m] if same[m] != m else None, "score": float(utility[i])}
         if price_per_hour is not None and model.metric == "throughput_tok_s":
             row["usd_per_mtok"] = price_per_hour / (measured.get(m, med) * 3600.0) * 1e6
         rows.append(row)
-    sign = -1.0 if model.direction == "max" else 1.0
-    rows.sort(key=lambda r: (r["p_feasible"] < 0.5,
-                             sign * (r["measured"] if r["measured"] is not None else r["predicted"])))
+    sign = 1.0 if model.direction == "max" else -1.0
+
+    def key(r):  # a measured value counts as itself (P(best): the posterior is conditioned on it already)
+        if r["measured"] is not None and choice.by != "p_best":
+            return (r["p_feasible"] < 0.5, -sign * float(np.log(max(r["measured"], 1e-300))))
+        return (r["p_feasible"] < 0.5, -r["score"])
+
+    rows.sort(key=key)
     sel = Selector(model, tid, hid, candidates=methods, rule=StopRule(), key=seed, measured=measured, failed=failed,
                    feasibility=dict(zip(methods, constraint.tolist())))  # the selector applies the failure model itself
     ask = sel.ask()
-    return Ranked(rows, ask.method, ask.reason, model.metric, model.direction, task, hardware)
+    return Ranked(rows, ask.method, ask.reason, model.metric, model.direction, task, hardware, choice.describe())
 
 
 def models_for(table, objective, *, store_path: Path | None, model_path: str | None, say: Callable[[str], None]):
@@ -126,7 +157,7 @@ def prepare(spec, store, *, model_path: str | None, landmarks: bool, say: Callab
 
 
 def suggest(spec, store, *, hardware_spec=None, device: str = "cpu", model_path: str | None = None,
-            landmarks: bool = True, say: Callable[[str], None] = lambda m: None, seed: int = 0) -> Ranked:
+            landmarks: bool = True, say: Callable[[str], None] = lambda m: None, seed: int = 0, choice=None) -> Ranked:
     """Rank every method for ``spec``'s task on its hardware (or ``hardware_spec``), from ``store``.
 
     Zero-shot when the store has no measurement of this task on this hardware; uses them
@@ -135,4 +166,5 @@ def suggest(spec, store, *, hardware_spec=None, device: str = "cpu", model_path:
     hw = hardware_descriptor(hardware_spec or spec.hardware, device=device)
     table, model, extra, task = prepare(spec, store, model_path=model_path, landmarks=landmarks, say=say)
     price = (hardware_spec or spec.hardware).price_per_hour
-    return rank(model, task, hw, table, objective=spec.objective, price_per_hour=price, extra_models=extra, seed=seed)
+    return rank(model, task, hw, table, objective=spec.objective, price_per_hour=price, extra_models=extra, seed=seed,
+                choice=choice)

@@ -34,8 +34,13 @@ def _hardware_spec(spec, hardware_path):
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG of predictions with intervals.")
 @click.option("--landmarks/--no-landmarks", default=True, show_default=True,
               help="Measure the task's landmarks (seconds, with torch) when the store has none, and store them.")
+@click.option("--choose", "choose", default="mean", show_default=True,
+              help="Rank by: mean (expected value, failures included), quantile:Q (the value reached with "
+                   "probability Q on the bad side) or p_best.")
+@click.option("--risk", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Shorthand for --choose quantile:RISK (e.g. 0.9).")
 @click.pass_context
-def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot_path, landmarks):
+def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot_path, landmarks, choose, risk):
     """Rank every method for a task on a machine, and name the next one worth benchmarking.
 
     Zero-shot when the store has no measurement of this task on this hardware; uses
@@ -43,26 +48,30 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
     data, or fits one (and says which).
     """
     from metasel.app.suggest import suggest
+    from metasel.select.choice import Choice
     from metasel.spec import load_task_spec
 
+    choice = Choice("quantile", risk) if risk is not None else Choice.parse(choose)
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     spec = load_task_spec(task_path)
     hardware_spec = _hardware_spec(spec, hardware_path)
     with open_store(ctx, create=False) as store:
         result = suggest(spec, store, hardware_spec=hardware_spec, device=device, model_path=model_path,
-                         landmarks=landmarks, say=say)
+                         landmarks=landmarks, say=say, choice=choice)
     task, hardware = result.task, result.hardware
     if as_json:
         click.echo(json.dumps({"task_id": task["task_id"], "task": task["name"], "hardware_id": hardware["hardware_id"],
                                "hardware": hardware["name"], "metric": result.metric, "direction": result.direction,
-                               "recommended": result.recommended["method"], "methods": result.rows, "next": result.next_method,
+                               "recommended": result.recommended["method"], "ranked_by": result.ranked_by,
+                               "methods": result.rows, "next": result.next_method,
                                "next_reason": result.next_reason},
                               indent=2))
     else:
         measured = sum(r["measured"] is not None for r in result.rows)
         click.echo(f"task {task['name']} ({task['task_id']}) on {hardware['name']} ({hardware['hardware_id']})")
         click.echo(f"{result.metric} ({'higher' if result.direction == 'max' else 'lower'} is better); "
-                   + ("zero-shot: nothing measured here yet" if measured == 0 else f"{measured} method(s) measured here"))
+                   + ("zero-shot: nothing measured here yet" if measured == 0 else f"{measured} method(s) measured here")
+                   + f"; ranked by {result.ranked_by}")
         headers = ["method", f"predicted {result.metric}", "90% interval", "P(best)", "P(feasible)", "measured"]
         has_cost = any("usd_per_mtok" in r for r in result.rows)
         if has_cost:

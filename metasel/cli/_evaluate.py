@@ -27,13 +27,18 @@ from metasel.cli import main
 @click.option("--anytime", "anytime_k", type=click.IntRange(1, 20), default=5, show_default=True)
 @click.option("--skip-repeats/--no-skip-repeats", default=True, show_default=True,
               help="metasel's loop never benchmarks a method that runs the same computation as one it measured.")
+@click.option("--ensemble", is_flag=True,
+              help="Also evaluate metasel_ensemble: metasel's surrogate ranked together with a survival forest, "
+                   "pairwise classification, per-method forests and SUNNY (equal-weight mean of ranks).")
+@click.option("--choose", "choose", default="mean", show_default=True,
+              help="What metasel's zero-shot pick maximises: mean (expected value), quantile:Q or p_best.")
 @click.option("--max-folds", type=click.IntRange(1), default=None, help="Evaluate only the first N folds (quick looks).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="Processes to spread the folds over.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.md/.json and plots.")
 @click.option("--title", default=None, help="Title of the results table.")
 def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclude_flags, hardware_ids, baselines, steps,
-                 embed, members, anytime_k, skip_repeats, max_folds, seed, jobs, out_dir, title):
+                 embed, members, anytime_k, skip_repeats, ensemble, choose, max_folds, seed, jobs, out_dir, title):
     """Replay held-out tasks offline: metasel against the algorithm-selection baselines.
 
     Same folds and seeds for every strategy; each fold fits its encoder, baselines
@@ -63,8 +68,11 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     if max_folds:
         folds = folds[:max_folds]
     chosen = _baselines(baselines)
+    from metasel.select.choice import Choice
+
     strategies = default_strategies(metric, baselines=chosen, steps=steps, embed=embed, members=members,
-                                    calibrate_by=calibrate_by, skip_repeats=skip_repeats)
+                                    calibrate_by=calibrate_by, skip_repeats=skip_repeats, ensemble=ensemble,
+                                    choice=Choice.parse(choose))
     result = evaluate(table, metric, folds, strategies=strategies, embed=embed, anytime_k=anytime_k, seed=seed,
                       progress=lambda m: click.echo(m, err=True), jobs=jobs)
     result.protocol = protocol

@@ -9,6 +9,8 @@ and neighbours.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from metasel.evaluation.problem import Problem
@@ -98,6 +100,122 @@ class KNearest(Baseline):
             for j, m in enumerate(test.methods):
                 if m in col:
                     out[i, j] = means[col[m]]
+        return out
+
+
+class Sunny(Baseline):
+    """SUNNY-style (Amadini, Gabbrielli, Mauro 2014): the k nearest training contexts in feature
+    space (k = sqrt of their number by default); the method that succeeds on most of them,
+    ties broken by the lowest total cost over them (runtimes with failures at their penalty;
+    for a maximised metric the highest mean normalised score)."""
+
+    name = "sunny"
+
+    def __init__(self, k: int | None = None):
+        self.k = k
+
+    def fit(self, train, *, seed=0):
+        from sklearn.neighbors import NearestNeighbors
+
+        n = len(train.contexts)
+        k = self.k or max(1, int(round(math.sqrt(n))))
+        self.methods = train.methods
+        self.solved = ~np.isnan(train.score)  # (C, M): ran within the limits
+        filled = train.filled()
+        minimise = train.direction == "min"
+        # cost per (context, method), lower = better: a runtime (failures at the penalty), or minus a normalised score
+        self.cost = np.exp(-filled) if minimise else -train.normalised()
+        self.cost = np.where(np.isnan(self.cost), np.inf, self.cost)
+        self.nn = NearestNeighbors(n_neighbors=min(k, n)).fit(train.x)
+        return self
+
+    def scores(self, test):
+        _, idx = self.nn.kneighbors(test.x)
+        col = {m: j for j, m in enumerate(self.methods)}
+        cols = np.array([col.get(m, -1) for m in test.methods])
+        out = np.full((len(test.contexts), len(test.methods)), -np.inf)
+        known = cols >= 0
+        for i, nb in enumerate(idx):
+            solved = self.solved[nb][:, cols[known]].sum(axis=0).astype(float)
+            total = self.cost[nb][:, cols[known]].sum(axis=0)
+            tie = total.argsort(kind="stable").argsort()  # 0 = cheapest
+            out[i, known] = solved + 0.5 * (1.0 - tie / max(len(tie), 1))
+        return out
+
+
+class SurvivalForest(Baseline):
+    """Run2Survive-style (Tornede et al. 2020): one random survival forest (50 trees) per method
+    (scikit-survival) on the training contexts' runs, a failure being a run censored at the
+    longest successful run; the pick minimises the expected penalised cost
+    ``sum_t t * P(finish at t) + P(not finished) * penalty`` (expected PAR10 for ASlib).
+
+    A run's time is its value for a minimised metric and ``1 / value`` for a maximised one
+    (seconds per unit of work); the penalty is the recorded one, else 10 x the censoring time.
+    Event times are put on a grid of at most ``grid`` quantiles (the forests' memory grows with
+    the number of distinct times)."""
+
+    name = "survival_forest"
+
+    def __init__(self, trees: int = 50, min_samples_leaf: int = 3, grid: int = 64, bootstrap: bool = True):
+        self.trees, self.min_samples_leaf, self.grid, self.bootstrap = trees, min_samples_leaf, grid, bootstrap
+
+    def fit(self, train, *, seed=0):
+        from metasel.errors import require
+
+        require("sksurv", feature="the survival_forest baseline", extra="eval")
+        from sksurv.ensemble import RandomSurvivalForest
+        from sksurv.util import Surv
+
+        time = np.exp(-train.score)  # NaN where the run failed or was not made
+        ok = np.isfinite(time)
+        self.methods = train.methods
+        self.censor = float(np.nanmax(time)) if ok.any() else 1.0
+        pen = np.exp(-train.penalty)
+        self.penalty = np.array([np.nanmedian(pen[:, j]) if np.isfinite(pen[:, j]).any() else np.nan
+                                 for j in range(len(self.methods))])
+        fallback = float(np.nanmedian(pen)) if np.isfinite(pen).any() else 10.0 * self.censor
+        self.penalty = np.where(np.isfinite(self.penalty), self.penalty, fallback)
+        grid = np.unique(time[ok]) if ok.any() else np.array([1.0])
+        if len(grid) > self.grid:  # a time maps to the first grid point at or above it
+            grid = np.unique(np.quantile(time[ok], np.linspace(0.0, 1.0, self.grid)))
+        self.models: dict[int, object] = {}
+        self.constant: dict[int, float] = {}
+        for j in range(len(self.methods)):
+            rows = np.flatnonzero(ok[:, j] | train.failed[:, j])
+            event = ok[rows, j]
+            if event.sum() < 2 or len(rows) < 4:
+                # too few finished runs for a forest: the method's mean cost
+                t = np.where(event, time[rows, j], self.penalty[j])
+                self.constant[j] = float(t.mean()) if len(t) else float(self.penalty[j])
+                continue
+            t = np.where(event, grid[np.minimum(np.searchsorted(grid, time[rows, j]), len(grid) - 1)], self.censor)
+            forest = RandomSurvivalForest(n_estimators=self.trees, min_samples_leaf=self.min_samples_leaf,
+                                          max_features="sqrt", bootstrap=self.bootstrap, random_state=seed, n_jobs=1)
+            self.models[j] = forest.fit(train.x[rows], Surv.from_arrays(event, t))
+        return self
+
+    def expected_cost(self, x: np.ndarray) -> np.ndarray:
+        """(contexts, training methods) expected penalised cost."""
+        out = np.empty((len(x), len(self.methods)))
+        for j in range(len(self.methods)):
+            if j in self.constant:
+                out[:, j] = self.constant[j]
+                continue
+            forest = self.models[j]
+            surv = forest.predict_survival_function(x, return_array=True)  # (n, times)
+            times = forest.unique_times_
+            before = np.concatenate([np.ones((len(x), 1)), surv[:, :-1]], axis=1)
+            finish = np.clip(before - surv, 0.0, None)
+            out[:, j] = (finish * times).sum(axis=1) + surv[:, -1] * self.penalty[j]
+        return out
+
+    def scores(self, test):
+        cost = self.expected_cost(test.x)
+        col = {m: j for j, m in enumerate(self.methods)}
+        out = np.full((len(test.contexts), len(test.methods)), -np.inf)
+        for k, m in enumerate(test.methods):
+            if m in col:
+                out[:, k] = -np.log(np.maximum(cost[:, col[m]], 1e-300))
         return out
 
 
@@ -306,5 +424,6 @@ class ElectStyle(Baseline):
 
 
 def all_baselines() -> list[Baseline]:
-    return [RandomChoice(), SingleBest(), ISAC(), ALORS(), ALORS(dcg=True), KNearest(),
-            PerMethodRegression("rf"), PerMethodRegression("gbm"), PairwiseClassification(), MetaInfStyle()]
+    return [RandomChoice(), SingleBest(), ISAC(), ALORS(), ALORS(dcg=True), KNearest(), Sunny(),
+            PerMethodRegression("rf"), PerMethodRegression("gbm"), PairwiseClassification(), SurvivalForest(),
+            MetaInfStyle()]

@@ -18,10 +18,10 @@ import numpy as np
 
 from metasel.evaluation.baselines import ElectStyle, SingleBest, all_baselines
 from metasel.evaluation.folds import Fold, contexts_of, split
-from metasel.evaluation.metrics import anytime_regret, kendall_tau, ndcg_at, pooled_values, relative_regret
+from metasel.evaluation.metrics import anytime_regret, kendall_tau, ndcg_at, pooled_values, relative_regret, value_of
 from metasel.evaluation.problem import Problem, make_problem
 from metasel.evaluation.replay import ReplayBackend
-from metasel.evaluation.strategies import Strategy, SurrogateStrategy
+from metasel.evaluation.strategies import EnsembleStrategy, Strategy, SurrogateStrategy
 
 FOLD_BATCH = 64  # folds whose fits run together (a strategy with fit_folds fits them as one batch)
 
@@ -55,19 +55,33 @@ class EvalResult:
 
 def metasel_strategy(metric: str, *, steps: int | None = None, embed: str = "hash", embed_dims: int = 4,
                      members: int = 0, calibrate_by: str = "task", active: bool = True,
-                     skip_repeats: bool = True) -> SurrogateStrategy:
-    """metasel's Bayesian surrogate as a strategy; ``calibrate_by`` should name what the folds hold out."""
+                     skip_repeats: bool = True, choice=None) -> SurrogateStrategy:
+    """metasel's Bayesian surrogate as a strategy; ``calibrate_by`` should name what the folds hold out;
+    ``choice`` (a :class:`~metasel.select.choice.Choice`) what its zero-shot pick maximises."""
+    from metasel.select.choice import Choice
     from metasel.surrogate import BayesianSurrogate, TrainConfig
 
     config = replace(TrainConfig(), members=members, **({"steps": steps} if steps else {}))
     return SurrogateStrategy(BayesianSurrogate(metric, config=config, embed=embed, embed_dims=embed_dims), name="metasel",
-                             fit_kwargs={"calibrate_by": calibrate_by}, active=active, skip_repeats=skip_repeats)
+                             fit_kwargs={"calibrate_by": calibrate_by}, active=active, skip_repeats=skip_repeats,
+                             choice=choice or Choice())
 
 
-def default_strategies(metric: str, *, baselines=None, **metasel_kwargs) -> list:
-    """The baselines (all by default), metasel, and the ELECT-style order."""
+def ensemble_strategy(metric: str, **metasel_kwargs) -> EnsembleStrategy:
+    """metasel's surrogate (its expected value) and the field's strong generic selectors — a
+    survival forest, pairwise classification, per-method random forests, SUNNY — as one
+    equal-weight rank ensemble (``metasel_ensemble``). Its members are fixed, not tuned."""
+    from metasel.evaluation.baselines import PairwiseClassification, PerMethodRegression, Sunny, SurvivalForest
+
+    return EnsembleStrategy([metasel_strategy(metric, **metasel_kwargs), SurvivalForest(), PairwiseClassification(),
+                             PerMethodRegression("rf"), Sunny()])
+
+
+def default_strategies(metric: str, *, baselines=None, ensemble: bool = False, **metasel_kwargs) -> list:
+    """The baselines (all by default), metasel, optionally the ensemble, and the ELECT-style order."""
     chosen = all_baselines() if baselines is None else list(baselines)
-    return [*chosen, metasel_strategy(metric, **metasel_kwargs), ElectStyle()]
+    extra = [ensemble_strategy(metric, **metasel_kwargs)] if ensemble else []
+    return [*chosen, metasel_strategy(metric, **metasel_kwargs), *extra, ElectStyle()]
 
 
 def evaluate(table, metric: str, folds: Sequence[Fold], *, strategies: Sequence[Strategy], embed: str = "hash",
@@ -154,10 +168,12 @@ def _evaluate_fold(table, metric: str, fold: Fold, strategies: Sequence[Strategy
         pooled = pooled_values(true, p_test.methods, same_computation(tasks[t], catalog))
         result.pooled_contexts += int(not np.array_equal(pooled, true, equal_nan=True))
         ctx = _Context(fold.name, i, t, h, true, pooled, cand, int(np.nanargmax(true)), result.direction)
-        sbs_regret = relative_regret(true, int(cand[np.argmax(sbs[i, cand])]), p_test, i, result.direction)
+        sbs_pick = int(cand[np.argmax(sbs[i, cand])])
+        sbs_regret = relative_regret(true, sbs_pick, p_test, i, result.direction)
+        sbs_value = value_of(true, sbs_pick, p_test, i, result.direction)
         for s in strategies:
             if s.zero_shot:
-                result.rows.append(_zero_shot_row(ctx, scores[s.name][i], s.name, p_test, sbs_regret))
+                result.rows.append(_zero_shot_row(ctx, scores[s.name][i], s.name, p_test, sbs_regret, sbs_value))
         if post is not None:
             _add_coverage(result, ctx, post, p_test)
         rng = np.random.default_rng([seed, zlib.crc32(fold.name.encode()), i])  # same order however folds are split
@@ -180,10 +196,13 @@ class _Context:
     direction: str
 
 
-def _zero_shot_row(ctx: _Context, sc: np.ndarray, name: str, p_test: Problem, sbs_regret: float) -> dict:
+def _zero_shot_row(ctx: _Context, sc: np.ndarray, name: str, p_test: Problem, sbs_regret: float,
+                   sbs_value: float) -> dict:
     pick = int(ctx.candidates[np.argmax(sc[ctx.candidates])])
     methods, true = p_test.methods, ctx.true
     return {
+        "value": value_of(true, pick, p_test, ctx.i, ctx.direction), "sbs_value": sbs_value,
+        "oracle_value": value_of(true, ctx.oracle, p_test, ctx.i, ctx.direction),
         "fold": ctx.fold, "task_id": ctx.task_id, "hardware_id": ctx.hardware_id, "strategy": name, "pick": methods[pick],
         "oracle": methods[ctx.oracle], "top1": float(pick == ctx.oracle or true[pick] == true[ctx.oracle]),
         "regret": relative_regret(true, pick, p_test, ctx.i, ctx.direction), "sbs_regret": sbs_regret,

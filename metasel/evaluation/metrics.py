@@ -43,6 +43,19 @@ def relative_regret(true, pick, problem, i, direction) -> float:
     return float(math.exp(best - got) - 1.0)
 
 
+def value_of(true, pick, problem, i, direction) -> float:
+    """The recorded value of a pick on the metric's own scale (a runtime, a throughput): a failed
+    pick costs its recorded penalty (PAR10), else 0 for a maximised metric and NaN for a
+    minimised one (no value to charge)."""
+    sign = 1.0 if direction == "max" else -1.0
+    got = true[pick]
+    if np.isnan(got):
+        got = problem.penalty[i, pick]
+        if np.isnan(got):
+            return 0.0 if direction == "max" else math.nan
+    return float(math.exp(sign * got))
+
+
 def pooled_values(true: np.ndarray, methods: list[str], same: dict[str, str]) -> np.ndarray:
     """A context's recorded values with methods that run the same computation pooled: each
     measured method takes the mean (of the log values) of its measured twins, so which twin

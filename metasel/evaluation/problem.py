@@ -31,6 +31,7 @@ class Problem:
         table: what a strategy that learns from the raw table may read: for a training problem,
             the training table; for a test problem, the descriptors of its tasks, methods and
             hardware with no observations (nothing measured in a test fold reaches a fit).
+        direction: ``max`` or ``min``, the metric's (scores are oriented whichever it is).
     """
 
     contexts: list[tuple[str, str]]
@@ -43,6 +44,7 @@ class Problem:
     text: np.ndarray | None = None
     method_text: np.ndarray | None = None
     table: "PerfTable | None" = None
+    direction: str = "max"
 
     def candidates(self, i: int) -> np.ndarray:
         return np.flatnonzero(~np.isnan(self.score[i]) | self.failed[i])
@@ -98,4 +100,4 @@ def make_problem(table, metric: str, contexts, methods: list[str], encoder, *, t
     text = x[:, -2 * e:] if e and encoder.pca_task is not None and encoder.pca_task.components.shape[0] else None
     mtext = mx[:, -e:] if e and encoder.pca_method is not None and encoder.pca_method.components.shape[0] else None
     own = table.subset(np.zeros(len(table), dtype=bool)) if test else table
-    return Problem(list(contexts), list(methods), score, failed, penalty, x, mx, text, mtext, own)
+    return Problem(list(contexts), list(methods), score, failed, penalty, x, mx, text, mtext, own, direction)

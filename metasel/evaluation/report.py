@@ -35,6 +35,12 @@ def summarise(result: EvalResult) -> dict[str, dict[str, float]]:
             entry[f"{col}_fold_std"] = float(per_fold[col].std(ddof=0)) if len(per_fold) > 1 else 0.0
         r_sbs = sub["sbs_regret"].mean()
         entry["gap_closed"] = float((r_sbs - sub["regret"].mean()) / r_sbs) if r_sbs > 0 else math.nan
+        if "value" in sub and sub["value"].notna().all():
+            # the field's measure: means of the metric's own values (PAR10 means for ASlib), the
+            # single best chosen on the training folds, the oracle per context
+            mean, sbs, vbs = (float(sub[c].mean()) for c in ("value", "sbs_value", "oracle_value"))
+            entry["mean_value"], entry["sbs_mean_value"], entry["vbs_mean_value"] = mean, sbs, vbs
+            entry["gap_closed_mean"] = (sbs - mean) / (sbs - vbs) if sbs != vbs else math.nan
         if name != "metasel":
             entry["wilcoxon_p"] = paired_p(name, "regret")
         curves = result.anytime.get(name)
@@ -76,16 +82,21 @@ def markdown(summary: dict[str, dict[str, float]], *, title: str, anytime_k: int
             return "-"
         return f"{v:.1%}" if pct else f"{v:.3f}"
 
+    def g(v):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
     lines = [f"### {title}", "",
-             "| strategy | top-1 | rel. regret | gap closed | NDCG@3 | Kendall τ | Wilcoxon p (vs metasel) | "
+             "| strategy | top-1 | rel. regret | gap closed (regret) | mean value | gap closed (means) | NDCG@3 | "
+             "Kendall τ | Wilcoxon p (vs metasel) | "
              + " | ".join(f"regret@{k}" for k in range(1, anytime_k + 1)) + " | benchmarks to oracle |",
-             "|---|---|---|---|---|---|---|" + "---|" * anytime_k + "---|"]
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * anytime_k + "---|"]
     order = ["metasel"] + [k for k in summary if k != "metasel"]
     for name in order:
         s = summary[name]
         top1 = f"{f(s.get('top1'))} ± {f(s.get('top1_fold_std'))}" if "top1" in s else "-"
         reg = f"{f(s.get('regret'), True)} ± {f(s.get('regret_fold_std'), True)}" if "regret" in s else "-"
-        lines.append(f"| {name} | {top1} | {reg} | {f(s.get('gap_closed'))} | {f(s.get('ndcg3'))} | {f(s.get('tau'))} | "
+        lines.append(f"| {name} | {top1} | {reg} | {f(s.get('gap_closed'))} | {g(s.get('mean_value'))} | "
+                     f"{f(s.get('gap_closed_mean'))} | {f(s.get('ndcg3'))} | {f(s.get('tau'))} | "
                      f"{f(s.get('wilcoxon_p'))} | " + " | ".join(f(s.get(f'regret@{k}'), True) for k in range(1, anytime_k + 1))
                      + f" | {f(s.get('to_oracle'))} |")
     ms = summary.get("metasel", {})
@@ -105,6 +116,11 @@ def markdown(summary: dict[str, dict[str, float]], *, title: str, anytime_k: int
                          f"{f(s.get('wilcoxon_p_pooled'))} | "
                          + " | ".join(f(s.get(f'regret_pooled@{k}'), True) for k in range(1, anytime_k + 1))
                          + f" | {f(s.get('to_oracle_pooled'))} |")
+    if "vbs_mean_value" in ms:
+        lines += ["", f"Mean value of the metric per context (PAR10 for penalised runtimes): single best (chosen on "
+                      f"each fold's training contexts) {ms['sbs_mean_value']:.4g}, oracle {ms['vbs_mean_value']:.4g}; "
+                      "gap closed (means) = (single best − strategy) / (single best − oracle) of these means, "
+                      "gap closed (regret) the same of mean relative regrets."]
     if "coverage90" in ms:
         lines += ["", f"metasel held-out cells: log-RMSE {ms['log_rmse']:.3f}, 50% interval coverage "
                       f"{ms['coverage50']:.1%}, 90% interval coverage {ms['coverage90']:.1%}."]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from metasel.data.table import PerfTable
 
 CELL_COLUMNS = ("task_id", "method", "hardware_id")
+FOREST_MIN = 5  # failures and successes of a method each, for a forest failure model
 
 
 def cells_frame(cells) -> "pd.DataFrame":
@@ -92,15 +93,22 @@ class Catalog:
 
 @dataclass
 class Failures:
-    """P(a method's benchmark fails: ``oom``, ``unsupported``, ...) given the context's encoded
-    features: one L2-regularised logistic regression per method, fitted on the contexts where
-    the method was attempted (numpy Newton steps; a method that never failed, or always did,
-    gets its smoothed rate). Recorded failures of the very cell are certain (``failed_cells``)."""
+    """P(a method's benchmark fails: ``oom``, ``unsupported``, a timeout ...) given the context's
+    encoded features, per method, fitted on the contexts where the method was attempted: an
+    L2-regularised logistic regression (numpy Newton steps) or, where the method both failed
+    and succeeded at least ``FOREST_MIN`` times each, a random forest classifier
+    (:class:`~metasel.surrogate._forest.Forest`, 100 trees, each leaf smoothed with a tenth of
+    a pseudo-run at the method's failure rate) when its out-of-bag log loss is lower than the
+    regression's 5-fold cross-validated one (a choice made on the training data: the forest
+    wins on many runs and tangled features, the regression on few runs and a linear border).
+    A method that never failed, or always did, gets its smoothed rate.
+    Recorded failures of the very cell are certain (``failed_cells``)."""
 
     methods: list[str]
     weights: np.ndarray  # (methods, 1 + context_dim): bias, then feature weights
     overall: float  # smoothed failure rate over every attempted cell (methods never attempted)
     failed_cells: dict  # (task, hw) -> {method: status}
+    forests: dict = field(default_factory=dict)  # method index -> Forest (replaces its logistic regression)
 
     def p_fail(self, xq: np.ndarray, names: list[str]) -> np.ndarray:
         """(queries, len(names)) probabilities of failure from the context features ``xq``."""
@@ -109,7 +117,9 @@ class Failures:
         xb = np.concatenate([np.ones((len(xq), 1)), xq], axis=1)
         for i, m in enumerate(names):
             j = index.get(m)
-            if j is not None:
+            if j in self.forests:
+                out[:, i] = self.forests[j].predict(xq)
+            elif j is not None:
                 out[:, i] = _sigmoid(xb @ self.weights[j])
         return out
 
@@ -122,12 +132,15 @@ class Failures:
         cells = {k: dict(v) for k, v in self.failed_cells.items()}
         for t, m, h, st in obs.loc[failed, ["task_id", "method", "hardware_id", "status"]].itertuples(index=False):
             cells.setdefault((t, h), {})[m] = st
-        return Failures(self.methods, self.weights, self.overall, cells)
+        return Failures(self.methods, self.weights, self.overall, cells, self.forests)
 
     @classmethod
-    def fit(cls, table: "PerfTable", encode, catalog: Catalog, *, dim: int, l2: float = 1.0) -> "Failures":
+    def fit(cls, table: "PerfTable", encode, catalog: Catalog, *, dim: int, l2: float = 1.0, seed: int = 0,
+            forests: bool = True) -> "Failures":
         """Attempted / failed matrices over every described context of ``table``; ``encode`` maps
-        (task, hardware) descriptor pairs to ``dim`` features."""
+        (task, hardware) descriptor pairs to ``dim`` features; ``forests=False``: logistic only."""
+        from metasel.surrogate._forest import Forest
+
         obs = table.observations
         keys = [k for k in dict.fromkeys(zip(obs["task_id"], obs["hardware_id"]))
                 if k[0] in catalog.tasks and k[1] in catalog.hardware]
@@ -155,14 +168,20 @@ class Failures:
         x = np.asarray(encode(catalog.contexts(keys)), np.float64) if keys else np.zeros((0, dim))
         overall = float((failed.sum() + 0.5) / (attempted.sum() + 1.0))
         weights = np.zeros((len(methods), 1 + x.shape[1]))
+        trees = {}
         for j in range(len(methods)):
             rows = np.flatnonzero(attempted[:, j])
             y = failed[rows, j].astype(float)
             rate = (y.sum() + overall) / (len(y) + 1.0)
             weights[j, 0] = math.log(rate / (1.0 - rate))
             if 0 < y.sum() < len(y):
-                weights[j] = _logistic(x[rows], y, weights[j], l2)
-        return cls(methods, weights, overall, failed_cells)
+                start = weights[j].copy()
+                weights[j] = _logistic(x[rows], y, start, l2)
+                if forests and min(y.sum(), len(y) - y.sum()) >= FOREST_MIN and x.shape[1]:
+                    forest, oob = Forest.fit_oob(x[rows], y.astype(int), seed=seed + j, prior=rate)
+                    if _log_loss(y, oob) < _logistic_cv_loss(x[rows], y, start, l2, seed=seed + j):
+                        trees[j] = forest
+        return cls(methods, weights, overall, failed_cells, trees)
 
 
 def p_fail_cells(failures: "Failures | None", frame: "pd.DataFrame", catalog: Catalog, encode) -> np.ndarray:
@@ -179,6 +198,27 @@ def p_fail_cells(failures: "Failures | None", frame: "pd.DataFrame", catalog: Ca
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean log loss of probabilities ``p`` (NaN: no held-out prediction, left out)."""
+    ok = np.isfinite(p)
+    p = np.clip(p[ok], 1e-3, 1.0 - 1e-3)
+    return float(-np.mean(y[ok] * np.log(p) + (1.0 - y[ok]) * np.log(1.0 - p))) if ok.any() else math.inf
+
+
+def _logistic_cv_loss(x: np.ndarray, y: np.ndarray, w0: np.ndarray, l2: float, *, seed: int, k: int = 5) -> float:
+    """The logistic regression's k-fold cross-validated log loss."""
+    fold = np.random.default_rng(seed).permutation(len(y)) % k
+    p = np.full(len(y), np.nan)
+    xb = np.concatenate([np.ones((len(x), 1)), x], axis=1)
+    for f in range(k):
+        out = fold == f
+        if out.any() and (~out).any() and 0 < y[~out].sum() < (~out).sum():
+            p[out] = _sigmoid(xb[out] @ _logistic(x[~out], y[~out], w0, l2))
+        elif out.any():
+            p[out] = (y[~out].sum() + 0.5) / ((~out).sum() + 1.0)
+    return _log_loss(y, p)
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, w0: np.ndarray, l2: float, iters: int = 50) -> np.ndarray:

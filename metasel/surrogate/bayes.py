@@ -35,6 +35,7 @@ from metasel.errors import InputDataError, NotFittedError
 from metasel.surrogate import _numpy
 from metasel.surrogate._common import (Catalog, Failures, cell_positions, cells_frame, context_keys, p_fail_cells,
                                        seed_of)
+from metasel.surrogate._forest import Forest
 from metasel.surrogate._train import TrainConfig
 from metasel.surrogate.base import Posterior
 from metasel.surrogate.encoding import FeatureEncoder
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from metasel.data.table import PerfTable
 
 FORMAT = "metasel-model"
-FORMAT_VERSION = 6  # 6: the layered package (kind field, catalogue and failures in one place)
+FORMAT_VERSION = 7  # 6: the layered package (kind field, catalogue and failures in one place); 7: forest failure models
 KIND = "bayesian"
 AUTO_ENSEMBLE_MAX_CELLS = 3000  # members=0 (auto): 3 fits up to this many training cells, 1 above
 
@@ -434,6 +435,8 @@ class BayesianSurrogate:
             arrays[f"{tag}emb"], arrays[f"{tag}beta"], arrays[f"{tag}tau"] = member.emb, member.beta, member.tau
         arrays["losses"] = s.losses
         arrays["fail.weights"] = s.failures.weights
+        for j, forest in s.failures.forests.items():
+            arrays.update(forest.arrays(f"fail.forest{j}"))
         ev = [(t, h, m, v) for (t, h), d in s.evidence.items() for m, v in d.items()]
         arrays["ev.keys"] = np.asarray([[t, h, m] for t, h, m, _ in ev], dtype=str).reshape(-1, 3)
         arrays["ev.values"] = np.asarray([v for *_, v in ev], dtype=np.float64)
@@ -448,6 +451,7 @@ class BayesianSurrogate:
             "data_hash": s.data_hash, "fit_info": s.fit_info, "calib_zero": s.calib_zero, "calib_cond": s.calib_cond,
             "calib_seen": s.calib_seen, "train_contexts": sorted(list(k) for k in s.train_contexts),
             "fail_methods": s.failures.methods, "fail_overall": s.failures.overall,
+            "fail_forests": sorted(int(j) for j in s.failures.forests),
             "failed_cells": sorted([t, h, m, st] for (t, h), d in s.failures.failed_cells.items() for m, st in d.items()),
         }
         arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -478,8 +482,9 @@ class BayesianSurrogate:
             failed_cells: dict = {}
             for t, h, m, st in meta["failed_cells"]:
                 failed_cells.setdefault((t, h), {})[m] = st
+            forests = {int(j): Forest.from_arrays(arrays, f"fail.forest{int(j)}") for j in meta["fail_forests"]}
             failures = Failures(list(meta["fail_methods"]), np.asarray(arrays["fail.weights"], float),
-                                float(meta["fail_overall"]), failed_cells)
+                                float(meta["fail_overall"]), failed_cells, forests)
             state = _State(
                 metric=meta["metric"], direction=meta["direction"], config=config, encoder=encoder,
                 members=members, y_mean=float(meta["y_mean"]), y_std=float(meta["y_std"]),

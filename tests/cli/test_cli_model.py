@@ -1,7 +1,9 @@
 """fit, suggest and tune through the CLI."""
 
 import json
+import math
 
+import pytest
 from click.testing import CliRunner
 
 from metasel import Store
@@ -40,7 +42,22 @@ def test_fit_and_suggest_on_llm_bench(tmp_path, llm_bench_path):
     assert out["recommended"] == out["methods"][0]["method"]  # what the table prints as recommended
     assert (tmp_path / "s.png").stat().st_size > 1000
     r = run(main, ["--store", str(store), "suggest", "--task", str(spec), "--model", str(model)])
-    assert "zero-shot" in r.output and "next benchmark:" in r.output
+    assert "zero-shot" in r.output and "next benchmark:" in r.output and "ranked by expected value" in r.output
+    # --risk 0.9: ranked by the 10% quantile of throughput (failures count as zero)
+    r = run(main, ["--store", str(store), "suggest", "--task", str(spec), "--model", str(model), "--json", "--risk", "0.9"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    risky = json.loads(r.stdout)
+    assert risky["ranked_by"] == "0.9 risk quantile"
+    from scipy.stats import norm
+
+    for m in risky["methods"]:
+        q = (0.1 - (1 - m["p_feasible"])) / m["p_feasible"]
+        if q > 0:
+            assert m["score"] == pytest.approx(math.log(m["predicted"]) + m["log_std"] * norm.ppf(q), abs=1e-6)
+    feasible = [m["score"] for m in risky["methods"] if m["p_feasible"] >= 0.5]
+    assert feasible == sorted(feasible, reverse=True)
+    r = run(main, ["--store", str(store), "suggest", "--task", str(spec), "--model", str(model), "--choose", "median"])
+    assert r.exit_code != 0 and "expected one of" in r.output and "Traceback" not in r.output
 
 
 def test_tune_for_real_and_resume(tmp_path):

@@ -236,3 +236,47 @@ def test_evaluate_usage_mistakes_are_one_line(tmp_path, args, message):
     assert r.exit_code == 1, (r.output, r.exception)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(message, lines[0]), lines
+
+
+def test_par10_means_and_gap_closed_on_a_generic_csv_with_timeouts(tmp_path):
+    """Penalised runtimes (a timeout is recorded at its PAR10 penalty): each row's value is what its
+    pick cost, and gap closed (means) is (single best - strategy) / (single best - oracle) of their means."""
+    rng = np.random.default_rng(0)
+    lines = ["task,method,value,status"]
+    recorded = {}
+    for t in range(120):
+        hard = t % 2  # method a times out on odd tasks, b on even ones, c is slow but always finishes
+        for m, timeout in (("a", hard == 1), ("b", hard == 0), ("c", False)):
+            v = 1000.0 if timeout else float(rng.uniform(1, 5) if m != "c" else rng.uniform(40, 60))
+            recorded[(f"t{t}", m)] = v
+            lines.append(f"t{t},{m},{v},{'timeout' if timeout else 'ok'}")
+    perf = tmp_path / "perf.csv"
+    perf.write_text("\n".join(lines) + "\n")
+    feats = tmp_path / "features.csv"
+    feats.write_text("task,x,noise\n" + "".join(f"t{t},{t % 2},{rng.normal()}\n" for t in range(120)))
+    folds = tmp_path / "folds.csv"
+    folds.write_text("task,fold\n" + "".join(f"t{t},{(t // 2) % 4}\n" for t in range(120)))
+    out = tmp_path / "res"
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(perf), "--features", str(feats), "--objective", "min",
+                                  "--protocol", "folds", "--folds", str(folds), "--baselines", "single_best,sunny,survival_forest",
+                                  "--ensemble", "--steps", "60", "--members", "1", "--out", str(out)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    data = json.loads((out / "results.json").read_text())
+    rows = data["per_context"]
+    for row in rows:
+        assert row["value"] == pytest.approx(recorded[(row["task_id"], row["pick"])])
+        assert row["oracle_value"] == pytest.approx(min(v for (t, _), v in recorded.items() if t == row["task_id"]))
+    summary = data["summary"]
+    assert {"metasel", "metasel_ensemble", "sunny", "survival_forest"} <= set(summary)
+    for name, s in summary.items():
+        if "gap_closed_mean" not in s:
+            continue
+        mine = [row for row in rows if row["strategy"] == name]
+        mean, sbs, vbs = (np.mean([row[c] for row in mine]) for c in ("value", "sbs_value", "oracle_value"))
+        assert s["gap_closed_mean"] == pytest.approx((sbs - mean) / (sbs - vbs))
+    # the feature says which method times out (90 training tasks, enough to be sure of it): the learned
+    # selectors all but reach the oracle; the single best (always the slow c) does not
+    for name in ("metasel", "metasel_ensemble", "sunny"):
+        assert summary[name]["gap_closed_mean"] > 0.9, (name, summary[name]["gap_closed_mean"])
+    assert summary["survival_forest"]["gap_closed_mean"] > 0.1  # its forests' leaves mix the noise feature in
+    assert "gap closed (means)" in (out / "results.md").read_text()

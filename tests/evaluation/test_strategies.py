@@ -7,7 +7,7 @@ from metasel.evaluation import baselines as bl
 from metasel.evaluation.folds import leave_one_task_out
 from metasel.evaluation.harness import fold_problems
 from metasel.evaluation.replay import ReplayBackend
-from metasel.evaluation.strategies import SurrogateStrategy
+from metasel.evaluation.strategies import EnsembleStrategy, SurrogateStrategy, row_ranks
 from metasel.surrogate import BayesianSurrogate, GBMSurrogate, TrainConfig
 from metasel.testing.conformance import check_strategy, mean_zero_shot_regret
 from metasel.testing.synthetic import planted_clusters
@@ -31,7 +31,40 @@ STRATEGIES = {
     "gbm_surrogate": lambda: SurrogateStrategy(GBMSurrogate("value"), name="gbm_surrogate"),
     "metasel": lambda: SurrogateStrategy(BayesianSurrogate("value", config=TrainConfig(steps=150, members=1), embed="none"),
                                          fit_kwargs={"calibrate": False}),
+    "metasel_ensemble": lambda: EnsembleStrategy([
+        SurrogateStrategy(BayesianSurrogate("value", config=TrainConfig(steps=150, members=1), embed="none"),
+                          fit_kwargs={"calibrate": False}),
+        bl.SurvivalForest(trees=20), bl.PairwiseClassification(), bl.PerMethodRegression("rf"), bl.Sunny()]),
 }
+
+
+class _Fixed(bl.Baseline):
+    """Scores given by hand."""
+
+    def __init__(self, s):
+        self.s = np.asarray(s, float)
+
+    def fit(self, train, *, seed=0):
+        return self
+
+    def scores(self, test):
+        return self.s
+
+
+def test_ensemble_is_the_mean_of_its_members_ranks(problems):
+    _, train, test = problems
+    a = [[3.0, 1.0, 2.0, -np.inf]]  # ranks 1, 1/3, 2/3, 0
+    b = [[0.0, 5.0, 5.0, 1.0]]  # ranks 0, 5/6, 5/6, 1/3 (ties share the mean rank)
+    np.testing.assert_allclose(row_ranks(np.array(a)), [[1, 1 / 3, 2 / 3, 0]])
+    ens = EnsembleStrategy([_Fixed(a), _Fixed(b)]).fit(train)
+    s = ens.scores(test)
+    np.testing.assert_allclose(s, [[0.5, 7 / 12, 0.75, 1 / 6]], atol=1e-5)
+    assert int(np.argmax(s[0])) == 2
+    # ties of the mean rank go to the first member's better method
+    tied = EnsembleStrategy([_Fixed([[2.0, 1.0]]), _Fixed([[1.0, 2.0]])]).fit(train).scores(test)
+    assert tied[0, 0] > tied[0, 1]
+    folds = EnsembleStrategy([_Fixed(a), bl.SingleBest()]).fit_folds([train, train])
+    assert len(folds) == 2 and folds[0].members[1] is not folds[1].members[1]
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))

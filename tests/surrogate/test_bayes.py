@@ -94,7 +94,7 @@ def test_save_load_identical_in_fresh_process(tmp_path, synthetic):
     code = (f"import sys, numpy as np; from metasel.surrogate import BayesianSurrogate; "
             f"p = BayesianSurrogate.load({str(path)!r}).predict({cells!r}); "
             f"print(repr(p.mean.tolist()), repr(p.std.tolist())); "
-            f"print(sorted(m for m in ('jax', 'torch', 'flax', 'numpyro') if m in sys.modules))")
+            f"print(sorted(m for m in ('jax', 'torch', 'flax', 'numpyro', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == f"{pred.mean.tolist()!r} {pred.std.tolist()!r}"
     assert out[1] == "[]"  # predicting needs no jax or torch
@@ -220,6 +220,7 @@ def test_failure_model_learns_where_a_method_fails(tmp_path):
     model = BayesianSurrogate("value", config=replace_fast(steps=100), embed="none").fit(train, key=0, calibrate=False)
     cells = [(new, m, h) for h in ("hw0", "hw1") for m in ("m00", "m01")]
     p = model.p_fail(cells, table=table)
+    assert not model._state.failures.forests  # a linear border in 39 runs: the regression's held-out loss is lower
     assert p[2] > 0.8 and max(p[0], p[1], p[3]) < 0.2, p  # m00 on hw1 fails; the rest run
     again = BayesianSurrogate.load(model.save(tmp_path / "f.metasel")).p_fail(cells, table=table)
     np.testing.assert_allclose(again, p)
@@ -232,6 +233,29 @@ def test_failure_model_learns_where_a_method_fails(tmp_path):
     sel = Selector(fresh, new, "hw1", candidates=["m00", "m01", "m02", "m03"], key=0)
     assert sel.best().method != "m00"
     assert sel.ask().method != "m00"
+
+
+def test_failure_model_takes_a_forest_where_the_border_is_not_linear(tmp_path):
+    import json
+
+    table, _ = low_rank_table(num_tasks=240, num_methods=3, num_hardware=1, rank=1, noise=0.05, density=1.0, seed=7)
+    x0 = {t: json.loads(f)["x0"] for t, f in zip(table.tasks["task_id"], table.tasks["features"])}
+    obs = table.observations.copy()
+    bad = (obs["method"] == "m00") & obs["task_id"].map(lambda t: abs(x0[t]) > 0.8)  # both tails fail
+    obs.loc[bad, "status"] = "oom"
+    obs.loc[bad, "value"] = np.nan
+    table = table.with_observations(obs)
+    new = [t for t in table.tasks["task_id"]][-40:]
+    train = table.filter(tasks=[t for t in table.tasks["task_id"] if t not in new])
+    model = BayesianSurrogate("value", config=replace_fast(steps=50), embed="none").fit(train, key=0, calibrate=False)
+    assert list(model._state.failures.forests) == [0]  # m00's border |x0| = 0.8 is not linear: the forest
+    p = model.p_fail([(t, "m00", "hw0") for t in new], table=table)
+    fails = np.array([abs(x0[t]) > 0.8 for t in new])
+    far = np.array([abs(abs(x0[t]) - 0.8) > 0.3 for t in new])  # away from the border
+    assert p[fails & far].mean() > 0.7 and p[~fails & far].mean() < 0.25, (p, fails)
+    assert (p[fails & far] > 0.5).all() and (p[~fails & far] < 0.3).all(), (p, fails)
+    again = BayesianSurrogate.load(model.save(tmp_path / "f.metasel")).p_fail([(t, "m00", "hw0") for t in new], table=table)
+    np.testing.assert_array_equal(again, p)
 
 
 def replace_fast(**kw):

@@ -1,0 +1,112 @@
+"""Random forests as plain arrays: fitted with scikit-learn, predicted and stored with numpy.
+
+A model file holds no pickle, and a cold ``suggest`` should not import scikit-learn; so a
+fitted forest is flattened into node arrays (split feature, threshold, children, leaf
+value), all trees concatenated, and predicted by walking every row down every tree in
+vectorised steps, one per level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Forest:
+    """Trees as node arrays; ``value`` is the leaf's mean target (P(class 1) for a classifier)."""
+
+    feature: np.ndarray  # (nodes,) int32, -1 at a leaf
+    threshold: np.ndarray  # (nodes,) float64: go left when x[feature] <= threshold
+    left: np.ndarray  # (nodes,) int32, absolute index of the left child
+    right: np.ndarray  # (nodes,) int32
+    value: np.ndarray  # (nodes,) float64
+    roots: np.ndarray  # (trees,) int32: each tree's root node
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, *, classify: bool, seed: int, trees: int = 50,
+            min_samples_leaf: int = 2, prior: float | None = None, prior_weight: float = 0.1) -> "Forest":
+        """A random forest (scikit-learn) of ``y`` on ``x``: a classifier of 0/1 labels or a regressor.
+
+        ``prior`` (classifier): each leaf's P(1) is smoothed with ``prior_weight`` pseudo-runs of
+        this probability, ``(ones + w * prior) / (runs + w)``, so no leaf says "certain" (which
+        would tie every method sure to fail); None: the leaf's plain fraction (scikit-learn's
+        ``predict_proba``)."""
+        return cls._fit(x, y, classify=classify, seed=seed, trees=trees, min_samples_leaf=min_samples_leaf, prior=prior,
+                        prior_weight=prior_weight, oob=False)[0]
+
+    @classmethod
+    def fit_oob(cls, x: np.ndarray, y: np.ndarray, *, seed: int, trees: int = 100, min_samples_leaf: int = 2,
+                prior: float | None = None, prior_weight: float = 0.1) -> tuple["Forest", np.ndarray]:
+        """A classifier as :meth:`fit` and each training row's out-of-bag P(1) (NaN: in every bag)."""
+        return cls._fit(x, y, classify=True, seed=seed, trees=trees, min_samples_leaf=min_samples_leaf, prior=prior,
+                        prior_weight=prior_weight, oob=True)
+
+    @classmethod
+    def _fit(cls, x, y, *, classify, seed, trees, min_samples_leaf, prior, prior_weight, oob):
+        import warnings
+
+        from metasel.errors import require
+
+        require("sklearn", feature="fitting a metasel surrogate", extra="surrogate")
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+        kind = RandomForestClassifier if classify else RandomForestRegressor
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "some inputs do not have OOB scores": NaN below
+            model = kind(n_estimators=trees, min_samples_leaf=min_samples_leaf, max_features="sqrt", random_state=seed,
+                         n_jobs=1, oob_score=oob).fit(np.asarray(x, np.float64), np.asarray(y, int if classify else np.float64))
+        oob_p = None
+        if oob:
+            dec = np.asarray(model.oob_decision_function_, float)
+            oob_p = dec[:, list(model.classes_).index(1)] if 1 in model.classes_ else np.zeros(len(x))
+        parts, offset = [], 0
+        for est in model.estimators_:
+            t = est.tree_
+            if classify:
+                counts = t.value[:, 0, :]  # per-class fractions (or counts) at each node
+                ones = counts[:, list(model.classes_).index(1)] if 1 in model.classes_ else np.zeros(t.node_count)
+                value = ones / np.maximum(counts.sum(axis=1), 1e-12)
+                if prior is not None:
+                    runs = t.weighted_n_node_samples  # bootstrap counts
+                    value = (value * runs + prior_weight * prior) / (runs + prior_weight)
+            else:
+                value = t.value[:, 0, 0]
+            leaf = t.children_left < 0
+            parts.append((np.where(leaf, -1, t.feature), t.threshold, np.where(leaf, -1, t.children_left + offset),
+                          np.where(leaf, -1, t.children_right + offset), value, offset))
+            offset += t.node_count
+        cat = lambda i, dt: np.concatenate([p[i] for p in parts]).astype(dt)  # noqa: E731
+        return cls(cat(0, np.int32), cat(1, np.float64), cat(2, np.int32), cat(3, np.int32), cat(4, np.float64),
+                   np.array([p[5] for p in parts], np.int32)), oob_p
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(rows,) mean over trees of each row's leaf value."""
+        x = np.asarray(x, np.float64)
+        n = len(x)
+        node = np.repeat(self.roots[None, :], n, axis=0)  # (rows, trees)
+        rows = np.arange(n)[:, None]
+        for _ in range(len(self.feature) + 1):  # a tree is at most as deep as it has nodes
+            feat = self.feature[node]
+            inner = feat >= 0
+            if not inner.any():
+                break
+            go_left = x[rows, np.where(inner, feat, 0)] <= self.threshold[node]
+            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+        return self.value[node].mean(axis=1)
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}.{k}": getattr(self, k) for k in ("feature", "threshold", "left", "right", "value", "roots")}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, prefix: str) -> "Forest":
+        get = lambda k, dt: np.asarray(arrays[f"{prefix}.{k}"], dt)  # noqa: E731
+        forest = cls(get("feature", np.int32), get("threshold", np.float64), get("left", np.int32), get("right", np.int32),
+                     get("value", np.float64), get("roots", np.int32))
+        n = len(forest.feature)
+        if not (len(forest.threshold) == len(forest.left) == len(forest.right) == len(forest.value) == n) or \
+                (n and (forest.roots.min() < 0 or forest.roots.max() >= n)) or \
+                ((forest.feature >= 0) & ((forest.left < 0) | (forest.left >= n) | (forest.right < 0) | (forest.right >= n))).any():
+            raise ValueError(f"forest {prefix}: inconsistent node arrays")
+        return forest
