@@ -91,13 +91,22 @@ def main() -> None:
     ap.add_argument("--scenario", action="append", help="only these scenarios (quick looks; the report wants all 15)")
     ap.add_argument("--ensemble", action="store_true", help="also evaluate metasel_ensemble")
     ap.add_argument("--merge", type=Path, help="an earlier run's --out: strategies missing here are taken from it")
+    ap.add_argument("--no-run", action="store_true",
+                    help="only report: a scenario with no results here is taken from --merge, else listed as not run")
     args = ap.parse_args()
     scens = sorted(p for p in DATA.iterdir() if p.is_dir() and (not args.scenario or p.name in args.scenario))
-    results, seconds = {}, {}
+    results, seconds, missing = {}, {}, []
     t0 = time.monotonic()
     for scen in scens:
-        res = run_scenario(scen, args.out / scen.name, baselines=args.baselines, jobs=args.jobs,
-                           extra=["--ensemble"] if args.ensemble else [])
+        here, there = args.out / scen.name / "results.json", args.merge / scen.name / "results.json" if args.merge else None
+        if args.no_run and not here.exists():
+            if there is None or not there.exists():
+                missing.append(scen.name)
+                continue
+            here = there
+        res = json.loads(here.read_text()) if args.no_run else \
+            run_scenario(scen, args.out / scen.name, baselines=args.baselines, jobs=args.jobs,
+                         extra=["--ensemble"] if args.ensemble else [])
         summary = res["summary"]
         if args.merge and (args.merge / scen.name / "results.json").exists():
             for name, s in json.loads((args.merge / scen.name / "results.json").read_text())["summary"].items():
@@ -116,6 +125,8 @@ def main() -> None:
         if all("metasel_ensemble" in r for r in results.values()):
             lines += targets(results, "metasel_ensemble")
         lines.append("")
+    if missing:
+        lines.append(f"Not run: {', '.join(missing)} ({len(results)} of {len(scens)} scenarios above).")
     lines.append("Evaluation seconds per scenario (this run): "
                  + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + f"; wall {time.monotonic() - t0:.0f}s.")
     text = "\n".join(lines) + "\n"

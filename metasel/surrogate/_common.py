@@ -95,8 +95,9 @@ class Catalog:
 class Failures:
     """P(a method's benchmark fails: ``oom``, ``unsupported``, a timeout ...) given the context's
     encoded features, per method, fitted on the contexts where the method was attempted: an
-    L2-regularised logistic regression (numpy Newton steps) or, where the method both failed
-    and succeeded at least ``FOREST_MIN`` times each, a random forest classifier
+    L2-regularised logistic regression (numpy Newton steps) or — with ``forests`` (the
+    default; ``TrainConfig(failure_forests=False)`` turns it off), where the method both
+    failed and succeeded at least ``FOREST_MIN`` times each — a random forest classifier
     (:class:`~metasel.surrogate._forest.Forest`, 100 trees, each leaf smoothed with a tenth of
     a pseudo-run at the method's failure rate) when its out-of-bag log loss is lower than the
     regression's 5-fold cross-validated one (a choice made on the training data: the forest
@@ -138,7 +139,8 @@ class Failures:
     def fit(cls, table: "PerfTable", encode, catalog: Catalog, *, dim: int, l2: float = 1.0, seed: int = 0,
             forests: bool = True) -> "Failures":
         """Attempted / failed matrices over every described context of ``table``; ``encode`` maps
-        (task, hardware) descriptor pairs to ``dim`` features; ``forests=False``: logistic only."""
+        (task, hardware) descriptor pairs to ``dim`` features; ``forests``: let a forest compete
+        with each method's logistic regression (else logistic only)."""
         from metasel.surrogate._forest import Forest
 
         obs = table.observations

@@ -65,6 +65,8 @@ class TrainConfig:
     same_computation: bool = True  # methods that run the same computation on a task share one value there
     hetero_noise: bool = False  # per-context noise scale from the context tower (opt-in: see note)
     members: int = 0  # MAP fits from different keys, predicted as an equal mixture; 0 = auto (by table size)
+    failure_forests: bool = True  # failure model: a forest per method where its held-out log loss beats the
+    #                               logistic regression's (False: logistic regressions only, as before format 7)
 
 
 @dataclass

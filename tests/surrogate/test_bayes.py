@@ -217,7 +217,8 @@ def test_failure_model_learns_where_a_method_fails(tmp_path):
     table = table.with_observations(obs)
     new = "task0039"
     train = table.filter(tasks=[t for t in table.tasks["task_id"] if t != new])
-    model = BayesianSurrogate("value", config=replace_fast(steps=100), embed="none").fit(train, key=0, calibrate=False)
+    model = BayesianSurrogate("value", config=replace_fast(steps=100, failure_forests=True), embed="none").fit(
+        train, key=0, calibrate=False)
     cells = [(new, m, h) for h in ("hw0", "hw1") for m in ("m00", "m01")]
     p = model.p_fail(cells, table=table)
     assert not model._state.failures.forests  # a linear border in 39 runs: the regression's held-out loss is lower
@@ -247,7 +248,8 @@ def test_failure_model_takes_a_forest_where_the_border_is_not_linear(tmp_path):
     table = table.with_observations(obs)
     new = [t for t in table.tasks["task_id"]][-40:]
     train = table.filter(tasks=[t for t in table.tasks["task_id"] if t not in new])
-    model = BayesianSurrogate("value", config=replace_fast(steps=50), embed="none").fit(train, key=0, calibrate=False)
+    model = BayesianSurrogate("value", config=replace_fast(steps=50, failure_forests=True), embed="none").fit(
+        train, key=0, calibrate=False)
     assert list(model._state.failures.forests) == [0]  # m00's border |x0| = 0.8 is not linear: the forest
     p = model.p_fail([(t, "m00", "hw0") for t in new], table=table)
     fails = np.array([abs(x0[t]) > 0.8 for t in new])
@@ -256,6 +258,9 @@ def test_failure_model_takes_a_forest_where_the_border_is_not_linear(tmp_path):
     assert (p[fails & far] > 0.5).all() and (p[~fails & far] < 0.3).all(), (p, fails)
     again = BayesianSurrogate.load(model.save(tmp_path / "f.metasel")).p_fail([(t, "m00", "hw0") for t in new], table=table)
     np.testing.assert_array_equal(again, p)
+    plain = BayesianSurrogate("value", config=replace_fast(steps=50, failure_forests=False), embed="none").fit(
+        train, key=0, calibrate=False)
+    assert not plain._state.failures.forests  # turned off: logistic regressions only
 
 
 def replace_fast(**kw):
