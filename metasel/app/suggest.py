@@ -105,11 +105,12 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
     p_feas = np.where([m in failed for m in methods], 0.0,
                       np.where([m in measured for m in methods], constraint, constraint * p_ok))
     same = model.same_computation(tid, methods)  # e.g. static batching of one request = plain generation
-    fail_value = _failure_values(table, model.metric, model.direction, methods)
-    utility = choice_scores(pred.mean[None], pred.std[None], (1.0 - p_feas)[None], direction=model.direction,
-                            failure_value=fail_value, choice=choice, seed=seed)[0]
     if choice.by == "p_best":
         utility = p_best  # the joint posterior's, correlations included
+    else:
+        utility = choice_scores(pred.mean[None], pred.std[None], (1.0 - p_feas)[None], direction=model.direction,
+                                failure_value=_failure_values(table, model.metric, model.direction, methods),
+                                choice=choice, seed=seed)[0]
     rows = []
     for i, m in enumerate(methods):
         med = float(np.exp(pred.mean[i]))

@@ -48,8 +48,10 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     from metasel.errors import require
     from metasel.evaluation.harness import default_strategies, evaluate
     from metasel.evaluation.report import write_report
+    from metasel.select.choice import Choice
 
     require("sklearn", feature="metasel evaluate", extra="eval")
+    choice = Choice.parse(choose)  # a usage mistake is reported before the data are read
     path = Path(data)
     if path.is_file() and path.suffix in (".sqlite", ".db"):
         from metasel.data.store import Store
@@ -68,11 +70,9 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     if max_folds:
         folds = folds[:max_folds]
     chosen = _baselines(baselines)
-    from metasel.select.choice import Choice
-
     strategies = default_strategies(metric, baselines=chosen, steps=steps, embed=embed, members=members,
                                     calibrate_by=calibrate_by, skip_repeats=skip_repeats, ensemble=ensemble,
-                                    choice=Choice.parse(choose))
+                                    choice=choice)
     result = evaluate(table, metric, folds, strategies=strategies, embed=embed, anytime_k=anytime_k, seed=seed,
                       progress=lambda m: click.echo(m, err=True), jobs=jobs)
     result.protocol = protocol

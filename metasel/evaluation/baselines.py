@@ -15,6 +15,7 @@ import numpy as np
 
 from metasel.evaluation.problem import Problem
 from metasel.evaluation.strategies import score_order
+from metasel.select.choice import failure_values
 
 
 class Baseline:
@@ -170,11 +171,9 @@ class SurvivalForest(Baseline):
         ok = np.isfinite(time)
         self.methods = train.methods
         self.censor = float(np.nanmax(time)) if ok.any() else 1.0
-        pen = np.exp(-train.penalty)
-        self.penalty = np.array([np.nanmedian(pen[:, j]) if np.isfinite(pen[:, j]).any() else np.nan
-                                 for j in range(len(self.methods))])
-        fallback = float(np.nanmedian(pen)) if np.isfinite(pen).any() else 10.0 * self.censor
-        self.penalty = np.where(np.isfinite(self.penalty), self.penalty, fallback)
+        # the recorded penalty on the time scale (per method, else over all), else 10 x the censoring time
+        pen = failure_values(train.penalty, "min")
+        self.penalty = np.where(np.isfinite(pen), pen, 10.0 * self.censor)
         grid = np.unique(time[ok]) if ok.any() else np.array([1.0])
         if len(grid) > self.grid:  # a time maps to the first grid point at or above it
             grid = np.unique(np.quantile(time[ok], np.linspace(0.0, 1.0, self.grid)))

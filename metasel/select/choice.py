@@ -94,16 +94,18 @@ def choice_scores(mean: np.ndarray, std: np.ndarray, p_fail: np.ndarray, *, dire
         raise InputDataError(f"direction: expected 'max' or 'min', got {direction!r}")
     mean, std = np.asarray(mean, float), np.maximum(np.asarray(std, float), 1e-9)
     p = np.clip(np.asarray(p_fail, float), 0.0, 1.0)
-    fail = np.broadcast_to(np.zeros(mean.shape[-1]) if failure_value is None and direction == "max"
-                           else (np.full(mean.shape[-1], np.nan) if failure_value is None else failure_value), mean.shape)
-    fail = np.where(direction == "max", 0.0, fail)
+    if direction == "max":  # a failure is worth nothing, whatever failure_value says
+        fail = np.zeros(mean.shape)
+    else:
+        fail = np.broadcast_to(np.asarray(np.nan if failure_value is None else failure_value, float), mean.shape)
     known = np.isfinite(fail)
     if choice.by == "p_best":
         return _p_best(mean, std, p, fail, direction, seed)
+    cap = np.where(known, fail, np.inf)  # a minimised run that finishes costs less than a failure
     if choice.by == "mean":
         ok_value = np.exp(mean + 0.5 * std ** 2)
         if direction == "min":
-            ok_value = np.where(known, np.minimum(ok_value, np.where(known, fail, np.inf)), ok_value)
+            ok_value = np.minimum(ok_value, cap)
         value = np.where(known, (1.0 - p) * ok_value + p * np.where(known, fail, 0.0), ok_value)
     else:
         q = choice.risk
@@ -113,9 +115,7 @@ def choice_scores(mean: np.ndarray, std: np.ndarray, p_fail: np.ndarray, *, dire
                 value = np.where(p >= 1.0 - q, 0.0, np.exp(mean + std * z))
             else:  # the q quantile of (failure value w.p. p, lognormal w.p. 1 - p)
                 z = ndtri(np.clip(q / (1.0 - p), 1e-12, 1.0 - 1e-12))
-                run = np.exp(mean + std * z)
-                value = np.where(q >= 1.0 - p, np.where(known, fail, np.inf),
-                                 np.where(known, np.minimum(run, np.where(known, fail, np.inf)), run))
+                value = np.where(q >= 1.0 - p, cap, np.minimum(np.exp(mean + std * z), cap))
     return _oriented_log(value, p, known, direction)
 
 
