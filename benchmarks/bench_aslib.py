@@ -2,7 +2,7 @@
 
     python benchmarks/bench_aslib.py --out out/aslib [--jobs 2] [--baselines all] [--scenario NAME ...]
     python benchmarks/bench_aslib.py --out out/aslib-now --baselines none --merge out/aslib   # new metasel, same baselines
-    add --ensemble to evaluate metasel_ensemble as well
+    add --ensemble to evaluate metasel_ensemble as well; --evaluate-args '...' passes more options to each evaluate
 
 Each scenario runs as one ``metasel evaluate --protocol folds`` (a fresh process; results in
 ``OUT/<scenario>/``); a scenario whose ``results.json`` is already there is read, not rerun,
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import subprocess
 import sys
 import time
@@ -90,6 +91,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="--jobs of each evaluate [2]")
     ap.add_argument("--scenario", action="append", help="only these scenarios (quick looks; the report wants all 15)")
     ap.add_argument("--ensemble", action="store_true", help="also evaluate metasel_ensemble")
+    ap.add_argument("--evaluate-args", default="", help="more options for each evaluate, e.g. '--no-tree-mean'")
     ap.add_argument("--merge", type=Path, help="an earlier run's --out: strategies missing here are taken from it")
     ap.add_argument("--no-run", action="store_true",
                     help="only report: a scenario with no results here is taken from --merge, else listed as not run")
@@ -106,7 +108,7 @@ def main() -> None:
             here = there
         res = json.loads(here.read_text()) if args.no_run else \
             run_scenario(scen, args.out / scen.name, baselines=args.baselines, jobs=args.jobs,
-                         extra=["--ensemble"] if args.ensemble else [])
+                         extra=(["--ensemble"] if args.ensemble else []) + shlex.split(args.evaluate_args))
         summary = res["summary"]
         if args.merge and (args.merge / scen.name / "results.json").exists():
             for name, s in json.loads((args.merge / scen.name / "results.json").read_text())["summary"].items():

@@ -30,6 +30,7 @@ class Ranked:
     task: dict
     hardware: dict
     ranked_by: str = "expected value"
+    intervals_for: str | None = None  # the novelty the intervals are calibrated for (task, hardware, a task grouping)
 
     @property
     def recommended(self) -> dict:
@@ -132,7 +133,23 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
     sel = Selector(model, tid, hid, candidates=methods, rule=StopRule(), key=seed, measured=measured, failed=failed,
                    feasibility=dict(zip(methods, constraint.tolist())))  # the selector applies the failure model itself
     ask = sel.ask()
-    return Ranked(rows, ask.method, ask.reason, model.metric, model.direction, task, hardware, choice.describe())
+    return Ranked(rows, ask.method, ask.reason, model.metric, model.direction, task, hardware, choice.describe(),
+                  intervals_for(model))
+
+
+def intervals_for(model) -> str | None:
+    """What the model's intervals were calibrated on: ``task``, ``hardware`` or a task grouping such
+    as ``model.hf_id`` (held out of its training data, split conformal); None: not calibrated."""
+    info = model.info() if hasattr(model, "info") else {}
+    return info.get("calibrate_by")
+
+
+def describe_intervals(by: str | None) -> str:
+    """One line for people: the novelty ``by`` (see :func:`intervals_for`) the intervals hold for."""
+    if by is None:
+        return "intervals: not calibrated (the model's Gaussian spread)"
+    what = {"task": "a new task on known hardware", "hardware": "new hardware"}.get(by, f"a new {by} (tasks grouped by it)")
+    return f"intervals calibrated for {what}: split conformal on {by} groups held out of the training data"
 
 
 def models_for(table, objective, *, store_path: Path | None, model_path: str | None, say: Callable[[str], None]):

@@ -47,7 +47,7 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
     them when it has. Without --model it loads a model fitted earlier on the store's
     data, or fits one (and says which).
     """
-    from metasel.app.suggest import suggest
+    from metasel.app.suggest import describe_intervals, suggest
     from metasel.select.choice import Choice
     from metasel.spec import load_task_spec
 
@@ -63,6 +63,7 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
         click.echo(json.dumps({"task_id": task["task_id"], "task": task["name"], "hardware_id": hardware["hardware_id"],
                                "hardware": hardware["name"], "metric": result.metric, "direction": result.direction,
                                "recommended": result.recommended["method"], "ranked_by": result.ranked_by,
+                               "intervals_calibrated_for": result.intervals_for,
                                "methods": result.rows, "next": result.next_method,
                                "next_reason": result.next_reason},
                               indent=2))
@@ -85,6 +86,7 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
                 row.append(f"{r['usd_per_mtok']:.3f}" if "usd_per_mtok" in r else "-")
             rows.append(row)
         click.echo(table(headers, rows, align="lrrrrr" + "r" * has_cost))
+        click.echo(describe_intervals(result.intervals_for))
         if any(r.get("same_as") for r in result.rows):
             click.echo("(= X): runs the same computation as X on this task (static batching of one request is plain "
                        "generation; a prefix cache with no shared prefix caches nothing)")

@@ -24,6 +24,9 @@ from metasel.cli import main
 @click.option("--embed", type=click.Choice(["hash", "minilm", "auto", "none"]), default="hash", show_default=True)
 @click.option("--members", type=click.IntRange(0), default=0, show_default=True,
               help="Fits in the ensemble; 0 = 3 up to 3,000 observations, else 1.")
+@click.option("--tree-mean/--no-tree-mean", default=None,
+              help="Per-method regression forests give the surrogate's prior mean; its towers and latent learn the "
+                   "residual [default: TrainConfig's].")
 @click.option("--anytime", "anytime_k", type=click.IntRange(1, 20), default=5, show_default=True)
 @click.option("--skip-repeats/--no-skip-repeats", default=True, show_default=True,
               help="metasel's loop never benchmarks a method that runs the same computation as one it measured.")
@@ -38,7 +41,7 @@ from metasel.cli import main
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.md/.json and plots.")
 @click.option("--title", default=None, help="Title of the results table.")
 def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclude_flags, hardware_ids, baselines, steps,
-                 embed, members, anytime_k, skip_repeats, ensemble, choose, max_folds, seed, jobs, out_dir, title):
+                 embed, members, tree_mean, anytime_k, skip_repeats, ensemble, choose, max_folds, seed, jobs, out_dir, title):
     """Replay held-out tasks offline: metasel against the algorithm-selection baselines.
 
     Same folds and seeds for every strategy; each fold fits its encoder, baselines
@@ -72,7 +75,7 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     chosen = _baselines(baselines)
     strategies = default_strategies(metric, baselines=chosen, steps=steps, embed=embed, members=members,
                                     calibrate_by=calibrate_by, skip_repeats=skip_repeats, ensemble=ensemble,
-                                    choice=choice)
+                                    choice=choice, tree_mean=tree_mean)
     result = evaluate(table, metric, folds, strategies=strategies, embed=embed, anytime_k=anytime_k, seed=seed,
                       progress=lambda m: click.echo(m, err=True), jobs=jobs)
     result.protocol = protocol

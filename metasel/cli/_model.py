@@ -28,10 +28,13 @@ from metasel.cli._data import open_store
               help="Physics-shaped method x workload terms in the surrogate's mean.")
 @click.option("--pair-slopes/--no-pair-slopes", default=True, show_default=True,
               help="Let each task have its own pair-term effects (methods sharing a technique move together).")
+@click.option("--tree-mean/--no-tree-mean", default=None,
+              help="Per-method regression forests give the prior mean; the towers and latent learn the residual "
+                   "[default: TrainConfig's].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, members, calibrate_by, pair_terms,
-            pair_slopes, seed):
+            pair_slopes, tree_mean, seed):
     """Fit the Bayesian surrogate on the store and write a model file."""
     from dataclasses import replace
 
@@ -46,7 +49,7 @@ def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, me
         table = table.filter(exclude_flags=exclude_flags)
     t0 = time.perf_counter()
     config = replace(TrainConfig(), members=members, pair_terms=pair_terms, pair_slopes=pair_slopes,
-                     **({"steps": steps} if steps else {}))
+                     **({"steps": steps} if steps else {}), **({"tree_mean": tree_mean} if tree_mean is not None else {}))
     model = BayesianSurrogate(metric, config=config, embed=embed).fit(table, key=seed, calibrate_by=calibrate_by)
     model.save(out_path)
     info = model.info()

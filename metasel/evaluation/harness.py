@@ -55,13 +55,15 @@ class EvalResult:
 
 def metasel_strategy(metric: str, *, steps: int | None = None, embed: str = "hash", embed_dims: int = 4,
                      members: int = 0, calibrate_by: str = "task", active: bool = True,
-                     skip_repeats: bool = True, choice=None) -> SurrogateStrategy:
+                     skip_repeats: bool = True, choice=None, tree_mean: bool | None = None) -> SurrogateStrategy:
     """metasel's Bayesian surrogate as a strategy; ``calibrate_by`` should name what the folds hold out;
-    ``choice`` (a :class:`~metasel.select.choice.Choice`) what its zero-shot pick maximises."""
+    ``choice`` (a :class:`~metasel.select.choice.Choice`) what its zero-shot pick maximises;
+    ``tree_mean``: :attr:`TrainConfig.tree_mean` (None: its default)."""
     from metasel.select.choice import Choice
     from metasel.surrogate import BayesianSurrogate, TrainConfig
 
-    config = replace(TrainConfig(), members=members, **({"steps": steps} if steps else {}))
+    config = replace(TrainConfig(), members=members, **({"steps": steps} if steps else {}),
+                     **({"tree_mean": tree_mean} if tree_mean is not None else {}))
     return SurrogateStrategy(BayesianSurrogate(metric, config=config, embed=embed, embed_dims=embed_dims), name="metasel",
                              fit_kwargs={"calibrate_by": calibrate_by}, active=active, skip_repeats=skip_repeats,
                              choice=choice or Choice())
@@ -213,15 +215,18 @@ def _zero_shot_row(ctx: _Context, sc: np.ndarray, name: str, p_test: Problem, sb
 
 
 def _add_coverage(result: EvalResult, ctx: _Context, post, p_test: Problem) -> None:
-    """Standardised errors of the posterior on the context's measured cells."""
+    """Standardised errors of the posterior on the context's measured cells, and whether its
+    50% and 90% intervals (``Posterior.interval``: calibrated widths where it has them) hold them."""
     sign = 1.0 if ctx.direction == "max" else -1.0
     num_methods = len(p_test.methods)
+    (lo50, hi50), (lo90, hi90) = post.interval(0.5), post.interval(0.9)
     for j in np.flatnonzero(~np.isnan(ctx.true)):
         k = ctx.i * num_methods + j
         y = sign * ctx.true[j]
         result.coverage.append({"fold": ctx.fold, "task_id": ctx.task_id, "hardware_id": ctx.hardware_id,
                                 "method": p_test.methods[j], "z": float(abs(y - post.mean[k]) / post.std[k]),
-                                "err": float(post.mean[k] - y)})
+                                "err": float(post.mean[k] - y), "in50": bool(lo50[k] <= y <= hi50[k]),
+                                "in90": bool(lo90[k] <= y <= hi90[k])})
 
 
 def _add_anytime(result: EvalResult, ctx: _Context, name: str, order: list[int], p_test: Problem, anytime_k: int) -> None:

@@ -67,6 +67,8 @@ class TrainConfig:
     members: int = 0  # MAP fits from different keys, predicted as an equal mixture; 0 = auto (by table size)
     failure_forests: bool = True  # failure model: a forest per method where its held-out log loss beats the
     #                               logistic regression's (False: logistic regressions only, as before format 7)
+    tree_mean: bool | None = None  # a regression forest per method gives each cell's prior mean, the model learns the
+    #                               residual; None (auto): chosen per fit by the calibration split's held-out error
 
 
 @dataclass

@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from metasel.data.table import PerfTable
 
 
+LEVELS = (0.5, 0.8, 0.9, 0.95)  # interval levels a surrogate may calibrate one by one (Posterior.widths)
+
+
 class Posterior(NamedTuple):
     """Predictive distribution of log(metric) over cells.
 
@@ -25,22 +28,30 @@ class Posterior(NamedTuple):
         blocks: per (task, hardware) context among the cells, when the joint was asked for:
             ``(cell indices, covariance)``, the (n, n) joint covariance of those cells; cells of
             different contexts are independent. Empty: marginals only.
+        widths: None, or (num_cells, len(LEVELS)): each cell's central interval at
+            ``LEVELS[i]`` is ``mean ± widths[:, i] · z · std`` (z the Gaussian quantile), so a
+            surrogate can calibrate each level on its own (split conformal) where errors are
+            not Gaussian; the std (what acquisitions use) is unchanged.
     """
 
     mean: np.ndarray
     std: np.ndarray
     blocks: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    widths: np.ndarray | None = None
 
     @property
     def is_joint(self) -> bool:
         return bool(self.blocks)
 
     def interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-        """Central interval of log(metric) with probability ``level``."""
+        """Central interval of log(metric) with probability ``level`` (calibrated at ``LEVELS``
+        when the surrogate gave ``widths``; Gaussian otherwise)."""
         from scipy.stats import norm
 
-        z = norm.ppf(0.5 + level / 2.0)
-        return self.mean - z * self.std, self.mean + z * self.std
+        z = norm.ppf(0.5 + level / 2.0) * self.std
+        if self.widths is not None and any(abs(level - lv) < 1e-9 for lv in LEVELS):
+            z = z * self.widths[:, min(range(len(LEVELS)), key=lambda i: abs(LEVELS[i] - level))]
+        return self.mean - z, self.mean + z
 
     def median(self) -> np.ndarray:
         """The predictive median on the metric's own scale."""

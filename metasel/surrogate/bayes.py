@@ -35,9 +35,9 @@ from metasel.errors import InputDataError, NotFittedError
 from metasel.surrogate import _numpy
 from metasel.surrogate._common import (Catalog, Failures, cell_positions, cells_frame, context_keys, p_fail_cells,
                                        seed_of)
-from metasel.surrogate._forest import Forest
+from metasel.surrogate._forest import Forest, TreeMean
 from metasel.surrogate._train import TrainConfig
-from metasel.surrogate.base import Posterior
+from metasel.surrogate.base import LEVELS, Posterior
 from metasel.surrogate.encoding import FeatureEncoder
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,9 +46,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from metasel.data.table import PerfTable
 
 FORMAT = "metasel-model"
-FORMAT_VERSION = 7  # 6: the layered package (kind field, catalogue and failures in one place); 7: forest failure models
+FORMAT_VERSION = 8  # 6: the layered package (kind field, catalogue and failures in one place); 7: forest failure models;
+#                    8: tree means (TrainConfig.tree_mean)
 KIND = "bayesian"
 AUTO_ENSEMBLE_MAX_CELLS = 3000  # members=0 (auto): 3 fits up to this many training cells, 1 above
+CONFORMAL_MIN_UNITS = 8  # held-out units (tasks, hardware, task groups) for interval widths level by level
 
 
 @dataclass
@@ -88,7 +90,9 @@ class _State:
     calib_zero: float = 1.0  # std inflation for contexts with no observation (zero-shot)
     calib_cond: float = 1.0  # std inflation for new contexts with observations (conditioned)
     calib_seen: float = 1.0  # std inflation for contexts the model was trained on
+    calib_widths: dict = field(default_factory=dict)  # "zero"/"cond"/"seen" -> interval widths at base.LEVELS
     train_contexts: frozenset = frozenset()
+    tree_mean: TreeMean | None = None  # the forests' prior mean of every cell (the members model the residual)
 
 
 @dataclass
@@ -105,6 +109,7 @@ class _Query:
     rep: np.ndarray | None
     order: np.ndarray  # cells sorted by context
     bounds: np.ndarray  # context i's cells are order[bounds[i]:bounds[i + 1]]
+    offset: np.ndarray | None = None  # (contexts, names): the tree mean of each context and method
 
     def rows(self, i: int) -> np.ndarray:
         return self.order[self.bounds[i]:self.bounds[i + 1]]
@@ -176,31 +181,76 @@ class BayesianSurrogate:
         """Fit one surrogate on each table, independently (the folds of an evaluation): each
         result is the one ``fit(table, key=key)`` gives, but all of their fits — members and
         calibration fits of every table — run as one batched, compiled program per shape bucket.
-        Nothing is shared between the tables but that program."""
+        Nothing is shared between the tables but that program.
+
+        With ``TrainConfig.tree_mean=None`` (auto) and ``calibrate``, each table chooses its
+        mean: the calibration's inner fit runs with and without the tree mean, and the one with
+        the lower zero-shot log-RMSE on the inner fit's held-out units is fitted on the whole
+        table (its inner fit then calibrates it). Training data only; without a calibration
+        split, auto is no tree mean."""
         from metasel.surrogate._train import fit_batch
 
         seeds = [seed_of(k) for k in keys]
         if len(seeds) != len(tables):
             raise InputDataError(f"fit_many: expected one key per table ({len(tables)}), got {len(seeds)}")
-        mains = [self._plan(t, _sub_seed(s, 0)) for t, s in zip(tables, seeds)]
         splits = [_calibration_split(self, t, np.random.default_rng([s, 1]), by=calibrate_by) if calibrate else None
                   for t, s in zip(tables, seeds)]
-        inners = [self._plan(sp.inner, _sub_seed(s, 2)) if sp is not None else None for sp, s in zip(splits, seeds)]
-        plans = [*mains, *inners]
-        params = iter(fit_batch([x for p in plans if p is not None for x in p[1]], self.config))
-        fitted = [[next(params) for _ in p[1]] if p is not None else None for p in plans]  # each plan's members
+
+        def fit_plans(plans):  # each plan's members' parameters, all plans as one batch
+            params = iter(fit_batch([x for p in plans if p is not None for x in p[1]], self.config))
+            return [[next(params) for _ in p[1]] if p is not None else None for p in plans]
+
+        def inner_model(template, split, plan, fits):
+            return template._finish(split.inner, plan[0], fits) if split is not None else None
+
+        auto = self.config.tree_mean is None
+        templates, choice_info = [self._variant(False) if auto else self] * len(tables), [{} for _ in tables]
+        if auto and any(sp is not None for sp in splits):
+            variants = [self._variant(False), self._variant(True)]
+            inner_plans = [[v._plan(sp.inner, _sub_seed(s, 2)) if sp is not None else None for sp, s in zip(splits, seeds)]
+                           for v in variants]
+            fitted = fit_plans([p for plans in inner_plans for p in plans])
+            n = len(tables)
+            inners = [[inner_model(v, sp, pl, f) for sp, pl, f in zip(splits, inner_plans[k], fitted[k * n:(k + 1) * n])]
+                      for k, v in enumerate(variants)]
+            for i, sp in enumerate(splits):
+                if sp is None:
+                    continue
+                rmse = [_zero_shot_rmse(inners[k][i], sp, tables[i]) for k in range(2)]
+                k = int(rmse[1] < rmse[0])
+                templates[i] = variants[k]
+                choice_info[i] = {"tree_mean": "auto: " + ("on" if k else "off"), "inner_rmse_tower": rmse[0],
+                                  "inner_rmse_trees": rmse[1]}
+            mains = [t._plan(tb, _sub_seed(s, 0)) for t, tb, s in zip(templates, tables, seeds)]
+            main_fits = fit_plans(mains)
+            chosen = [inners[int(bool(t.config.tree_mean))][i] for i, t in enumerate(templates)]
+        else:
+            mains = [t._plan(tb, _sub_seed(s, 0)) for t, tb, s in zip(templates, tables, seeds)]
+            inner_plans = [t._plan(sp.inner, _sub_seed(s, 2)) if sp is not None else None
+                           for t, sp, s in zip(templates, splits, seeds)]
+            fitted = fit_plans([*mains, *inner_plans])
+            main_fits = fitted[:len(tables)]
+            chosen = [inner_model(t, sp, pl, f) for t, sp, pl, f in zip(templates, splits, inner_plans,
+                                                                         fitted[len(tables):])]
         out = []
-        for table, main, split, inner, main_fits, inner_fits in zip(tables, mains, splits, inners, fitted[:len(tables)],
-                                                                     fitted[len(tables):]):
-            model = self._finish(table, main[0], main_fits)
+        for table, template, main, fits, split, inner, info in zip(tables, templates, mains, main_fits, splits, chosen,
+                                                                    choice_info):
+            model = template._finish(table, main[0], fits)
+            model = model._with(replace(model._state, fit_info={**model._state.fit_info, **info}))
             if calibrate:
-                seen, zero, cond = (1.0, 1.0, 1.0) if split is None else \
-                    _calibration_factors(self._finish(split.inner, inner[0], inner_fits), split, table)
+                seen, zero, cond, widths = (1.0, 1.0, 1.0, {}) if split is None else \
+                    _calibration_factors(inner, split, table)
                 model = model._with(replace(model._state, calib_zero=zero, calib_cond=cond, calib_seen=seen,
+                                            calib_widths=widths,
                                             fit_info={**model._state.fit_info, "calib_seen": seen, "calib_zero": zero,
                                                       "calib_cond": cond, "calibrate_by": calibrate_by}))
             out.append(model)
         return out
+
+    def _variant(self, tree_mean: bool) -> "BayesianSurrogate":
+        """This (unfitted) surrogate with ``TrainConfig.tree_mean`` set."""
+        return BayesianSurrogate(self.metric, config=replace(self.config, tree_mean=tree_mean), embed=self.embed,
+                                 embed_dims=self.embed_dims)
 
     def _training_arrays(self, table: "PerfTable") -> dict:
         """The standardised log targets (contexts × methods), mask, encoded inputs and the fitted encoder."""
@@ -243,7 +293,13 @@ class BayesianSurrogate:
 
         d = self._training_arrays(table)
         n_members = self.config.members or (3 if int(d["mask"].sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
-        return d, [FitInput.of(d["xc"], d["xm"], d["y"], d["mask"], xp=d["xp"], rep=d["rep"], seed=_sub_seed(seed, i))
+        y = d["y"]
+        if self.config.tree_mean and d["xc"].shape[1]:  # the members learn what the forests miss
+            d["tree_mean"], offsets = TreeMean.fit(d["xc"], d["y"], d["mask"], seed=seed)
+            if d["rep"] is not None:  # a cell measures its representative's value
+                offsets = np.take_along_axis(offsets, d["rep"], axis=1)
+            y = ((d["y"] - offsets) * d["mask"]).astype(np.float32)
+        return d, [FitInput.of(d["xc"], d["xm"], y, d["mask"], xp=d["xp"], rep=d["rep"], seed=_sub_seed(seed, i))
                    for i in range(n_members)]
 
     def _finish(self, table: "PerfTable", d: dict, fits: list[dict]) -> "BayesianSurrogate":
@@ -256,8 +312,10 @@ class BayesianSurrogate:
             failures=Failures.fit(table, encoder.contexts, d["catalog"], dim=encoder.context_dim,
                                   forests=self.config.failure_forests),
             losses=np.stack([p["losses"] for p in fits]), train_contexts=frozenset(d["ctx_keys"]),
+            tree_mean=d.get("tree_mean"),
             fit_info={"num_contexts": len(d["ctx_keys"]), "num_methods": len(d["methods"]),
-                      "num_cells": int(d["mask"].sum()), "members": len(fits)},
+                      "num_cells": int(d["mask"].sum()), "members": len(fits),
+                      "tree_mean": "on" if d.get("tree_mean") is not None else "off"},
         )
         return self._with(state)
 
@@ -302,8 +360,13 @@ class BayesianSurrogate:
                 xp = np.take_along_axis(xp, rep[:, :, None], axis=1)
         order = np.argsort(cidx, kind="stable")
         bounds = np.searchsorted(cidx[order], np.arange(len(ctx_keys) + 1))
+        offset = None
+        if s.tree_mean is not None:
+            index = {m: i for i, m in enumerate(s.train_methods)}
+            offset = s.tree_mean.offsets(xc, [index.get(m, -1) for m in names])
         return _Query(ctx_keys, names, xm if xm.shape[1] else np.zeros((len(names), 1), np.float32),
-                      xc if xc.shape[1] else np.zeros((len(ctx_keys), 1), np.float32), xp, cidx, midx, rep, order, bounds)
+                      xc if xc.shape[1] else np.zeros((len(ctx_keys), 1), np.float32), xp, cidx, midx, rep, order, bounds,
+                      offset)
 
     def predict(self, cells, *, table: "PerfTable | None" = None, joint: bool = False) -> Posterior:
         """Posterior of log(metric) for each cell.
@@ -322,16 +385,23 @@ class BayesianSurrogate:
         var = np.mean([o[1] for o in outs], axis=0) + (np.var(means, axis=0) if len(outs) > 1 else 0.0)
         factor = np.full(len(frame), s.calib_zero)  # calibrated std inflation: zero-shot, conditioned or seen
         ctx_factor = np.full(len(q.ctx_keys), s.calib_zero)
+        case = np.full(len(frame), "zero", dtype=object)
         for i, key in enumerate(q.ctx_keys):
             if s.evidence.get(key):
-                ctx_factor[i] = s.calib_seen if key in s.train_contexts else s.calib_cond
+                seen = key in s.train_contexts
+                ctx_factor[i] = s.calib_seen if seen else s.calib_cond
                 factor[q.rows(i)] = ctx_factor[i]
+                case[q.rows(i)] = "seen" if seen else "cond"
         var = var * factor ** 2
+        widths = None
+        if s.calib_widths:
+            ones = [1.0] * len(LEVELS)
+            widths = np.array([s.calib_widths.get(c, ones) for c in case], dtype=float).reshape(len(frame), len(LEVELS))
         blocks = ()
         if joint:
             blocks = tuple(self._joint_block(q.rows(i), means, [o[2][i] for o in outs], ctx_factor[i] * s.y_std)
                            for i in range(len(q.ctx_keys)))
-        return Posterior(mean * s.y_std + s.y_mean, np.sqrt(var) * s.y_std, blocks)
+        return Posterior(mean * s.y_std + s.y_mean, np.sqrt(var) * s.y_std, blocks, widths)
 
     @staticmethod
     def _joint_block(rows: np.ndarray, means: np.ndarray, covs: list, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -363,6 +433,8 @@ class BayesianSurrogate:
         else:
             noise_var_c = np.full(len(q.ctx_keys), member.noise ** 2)
         mu_all = a[:, None] + c[None, :] + f @ g.T  # (contexts, methods)
+        if q.offset is not None:
+            mu_all = mu_all + q.offset
         if q.xp is not None and len(member.beta):
             mu_all = mu_all + q.xp @ member.beta
         slopes = q.xp is not None and len(member.tau) > 0  # each context's own pair-term effects
@@ -438,6 +510,8 @@ class BayesianSurrogate:
         arrays["fail.weights"] = s.failures.weights
         for j, forest in s.failures.forests.items():
             arrays.update(forest.arrays(f"fail.forest{j}"))
+        if s.tree_mean is not None:
+            arrays.update(s.tree_mean.arrays("mean"))
         ev = [(t, h, m, v) for (t, h), d in s.evidence.items() for m, v in d.items()]
         arrays["ev.keys"] = np.asarray([[t, h, m] for t, h, m, _ in ev], dtype=str).reshape(-1, 3)
         arrays["ev.values"] = np.asarray([v for *_, v in ev], dtype=np.float64)
@@ -450,9 +524,10 @@ class BayesianSurrogate:
             "num_layers": [len(s.members[0].ctx_layers), len(s.members[0].mth_layers)],
             "tasks": s.catalog.tasks, "hardware": s.catalog.hardware, "methods": s.catalog.methods,
             "data_hash": s.data_hash, "fit_info": s.fit_info, "calib_zero": s.calib_zero, "calib_cond": s.calib_cond,
-            "calib_seen": s.calib_seen, "train_contexts": sorted(list(k) for k in s.train_contexts),
+            "calib_seen": s.calib_seen, "calib_widths": s.calib_widths, "train_contexts": sorted(list(k) for k in s.train_contexts),
             "fail_methods": s.failures.methods, "fail_overall": s.failures.overall,
             "fail_forests": sorted(int(j) for j in s.failures.forests),
+            "mean_forests": None if s.tree_mean is None else sorted(int(j) for j in s.tree_mean.forests),
             "failed_cells": sorted([t, h, m, st] for (t, h), d in s.failures.failed_cells.items() for m, st in d.items()),
         }
         arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -493,7 +568,10 @@ class BayesianSurrogate:
                 catalog=Catalog(meta["tasks"], meta["hardware"], meta["methods"]), evidence=evidence,
                 data_hash=meta["data_hash"], failures=failures, losses=arrays["losses"], fit_info=meta["fit_info"],
                 calib_zero=float(meta["calib_zero"]), calib_cond=float(meta["calib_cond"]),
-                calib_seen=float(meta["calib_seen"]), train_contexts=frozenset(tuple(k) for k in meta["train_contexts"]),
+                calib_seen=float(meta["calib_seen"]),
+                calib_widths={str(k): [float(w) for w in v] for k, v in meta["calib_widths"].items()},
+                train_contexts=frozenset(tuple(k) for k in meta["train_contexts"]),
+                tree_mean=None if meta["mean_forests"] is None else TreeMean.from_arrays(arrays, "mean", meta["mean_forests"]),
             )
             if not members or any(len(m.beta) != len(encoder.pair_columns) or len(m.tau) not in (0, len(m.beta))
                                   for m in members):
@@ -552,6 +630,7 @@ class _CalibrationSplit:
     test: "pd.DataFrame"  # the held-out units' cells (task_id, method, hardware_id, value)
     dropped: "pd.DataFrame"  # the other cells left out
     rng: np.random.Generator
+    units: int = 0  # how many units (tasks, hardware, task groups) the held-out cells come from
 
 
 def _calibration_split(template: BayesianSurrogate, table: "PerfTable", rng: np.random.Generator, *,
@@ -561,9 +640,10 @@ def _calibration_split(template: BayesianSurrogate, table: "PerfTable", rng: np.
     too few units to hold any out."""
     long = table.long(template.metric)
     long = long[long["value"] > 0].reset_index(drop=True)
-    held_rows = _held_out_rows(table, long, by, rng)
-    if held_rows is None:
+    held = _held_out_rows(table, long, by, rng)
+    if held is None:
         return None
+    held_rows, units = held
     held = set(zip(long.loc[held_rows, "task_id"], long.loc[held_rows, "hardware_id"]))  # held-out contexts
     kept = long[~held_rows]
     drop_cells = kept.sample(frac=0.1, random_state=int(rng.integers(2**31))) if len(kept) >= 20 else kept.iloc[0:0]
@@ -572,16 +652,35 @@ def _calibration_split(template: BayesianSurrogate, table: "PerfTable", rng: np.
     in_held = np.array([c in held for c in zip(obs["task_id"], obs["hardware_id"])], dtype=bool)
     in_dropped = np.array([c in dropped for c in zip(obs["task_id"], obs["method"], obs["hardware_id"])], dtype=bool)
     return _CalibrationSplit(table.subset(~in_held & ~in_dropped),
-                             long[held_rows].reset_index(drop=True), drop_cells, rng)
+                             long[held_rows].reset_index(drop=True), drop_cells, rng, units)
 
 
-def _calibration_factors(inner: BayesianSurrogate, split: _CalibrationSplit, table: "PerfTable") -> tuple[float, float, float]:
-    """Std inflation factors (seen, zero-shot, conditioned) from the inner fit's errors.
+def _zero_shot_rmse(inner: BayesianSurrogate, split: _CalibrationSplit, table: "PerfTable") -> float:
+    """log-RMSE of the inner fit's zero-shot means on the held-out units' cells."""
+    test = split.test
+    if test.empty:
+        return float("nan")
+    p = inner.predict(test[["task_id", "method", "hardware_id"]], table=table)
+    return float(np.sqrt(np.mean((p.mean - np.log(test["value"].to_numpy())) ** 2)))
+
+
+def _calibration_factors(inner: BayesianSurrogate, split: _CalibrationSplit,
+                         table: "PerfTable") -> tuple[float, float, float, dict]:
+    """Std inflation factors (seen, zero-shot, conditioned) from the inner fit's errors, and
+    each case's interval widths at ``base.LEVELS``.
 
     Seen: the left-out cells of contexts it trained on. Zero-shot: the left-out units' cells
     predicted from nothing. Conditioned: each left-out context's cells split in two halves,
     one told, the other predicted. Each factor makes 90% of the standardised errors fall
-    inside the 90% interval; none is below 1 (only widens).
+    inside the 90% interval; none is below 1 (only widens the std that acquisitions use).
+    The widths are split conformal on the same held-out errors, level by level: the
+    ``ceil((n + 1)·level)``-th smallest standardised error over the Gaussian quantile, so an
+    interval at 50% is as wide as the errors of the intended novelty say (heavy tails make
+    one std factor too wide at 50% once it is right at 90%). Fewer than 20 errors: no widths.
+    The held-out units' errors are exchangeable only unit by unit (a held-out machine is
+    faster than predicted on every cell), so the zero-shot and conditioned cases get widths
+    only from at least ``CONFORMAL_MIN_UNITS`` held-out units; below that they keep the
+    Gaussian shape with the 90% factor.
     """
     from metasel.data.table import PerfTable
 
@@ -616,7 +715,16 @@ def _calibration_factors(inner: BayesianSurrogate, split: _CalibrationSplit, tab
     def factor(z):
         return float(max(1.0, np.quantile(z, 0.9) / z90)) if len(z) >= 5 else 1.0
 
-    return factor(z_seen), factor(z0), factor(z1)
+    def widths(z, f):
+        z = np.sort(z)
+        n = len(z)
+        ranks = [min(n, int(np.ceil((n + 1) * lv))) for lv in LEVELS]
+        return [float(z[r - 1] / (f * norm.ppf(0.5 + lv / 2.0))) for r, lv in zip(ranks, LEVELS)]
+
+    enough = {"seen": True, "zero": split.units >= CONFORMAL_MIN_UNITS, "cond": split.units >= CONFORMAL_MIN_UNITS}
+    out = {case: widths(z, factor(z)) for case, z in (("seen", z_seen), ("zero", z0), ("cond", z1))
+           if len(z) >= 20 and enough[case]}
+    return factor(z_seen), factor(z0), factor(z1), out
 
 
 def _sub_seed(seed: int, i: int) -> int:
@@ -624,9 +732,9 @@ def _sub_seed(seed: int, i: int) -> int:
     return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
 
 
-def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> np.ndarray | None:
+def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> tuple[np.ndarray, int] | None:
     """Rows of ``long`` whose unit (task, hardware, or task group ``by``) is in a random fifth
-    of the units; None when there are too few units to hold any out."""
+    of the units, and how many units that is; None when there are too few units to hold any out."""
     if by == "task":
         unit = long["task_id"].astype(str)
     elif by == "hardware":
@@ -641,7 +749,7 @@ def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> np
     if len(units) < (5 if by == "task" else 3):
         return None
     held_units = set(rng.choice(units, size=max(1, len(units) // 5), replace=False).tolist())
-    return unit.isin(held_units).to_numpy()
+    return unit.isin(held_units).to_numpy(), len(held_units)
 
 
 def _representatives(ctx_keys, catalog: Catalog, names) -> dict[str, dict[str, str]]:

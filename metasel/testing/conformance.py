@@ -40,6 +40,13 @@ def check_posterior(post: Posterior, num_cells: int, *, joint: bool = False) -> 
     assert post.mean.shape == (num_cells,) and post.std.shape == (num_cells,), (post.mean.shape, post.std.shape)
     assert np.isfinite(post.mean).all() and np.isfinite(post.std).all(), "non-finite predictions"
     assert (post.std > 0).all(), "a predictive std is not positive"
+    if post.widths is not None:
+        from metasel.surrogate.base import LEVELS
+
+        assert post.widths.shape == (num_cells, len(LEVELS)), f"widths: expected {(num_cells, len(LEVELS))}, got {post.widths.shape}"
+        assert np.isfinite(post.widths).all() and (post.widths > 0).all(), "interval widths must be positive"
+        halves = np.stack([post.interval(lv)[1] - post.mean for lv in LEVELS], axis=1)
+        assert (np.diff(halves, axis=1) >= -1e-9).all(), "a wider level gave a narrower interval"
     if not joint:
         return
     assert post.is_joint, "predict(joint=True) returned no covariance blocks"

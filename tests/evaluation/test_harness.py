@@ -112,6 +112,9 @@ def test_evaluate_end_to_end_small():
     assert s["metasel"]["regret"] < s["random"]["regret"]  # planted low-rank structure: it learns something
     assert len(res.coverage) == sum(1 for t, _ in values if t in {f.test_contexts[0][0] for f in folds})
     assert s["metasel"]["coverage50"] <= s["metasel"]["coverage90"]
+    # coverage is the posterior's own intervals (calibrated widths where it has them), the Gaussian one beside it
+    assert s["metasel"]["coverage50"] == pytest.approx(np.mean([c["in50"] for c in res.coverage]))
+    assert s["metasel"]["coverage90_gaussian"] == pytest.approx(np.mean([c["z"] < 1.6448536 for c in res.coverage]))
     # anytime regret never increases with more benchmarks, and reaches 0 with all of them
     for curves in res.anytime.values():
         arr = np.asarray(curves)

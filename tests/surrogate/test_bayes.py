@@ -199,11 +199,14 @@ def test_calibration_leaves_out_what_it_is_told():
     from metasel.surrogate.bayes import _held_out_rows
 
     long = table.long("value")
-    rows = _held_out_rows(table, long, "hardware", np.random.default_rng(0))
+    rows, units = _held_out_rows(table, long, "hardware", np.random.default_rng(0))
     held_hw = set(long.loc[rows, "hardware_id"])
-    assert len(held_hw) == 1 and rows.sum() == int((long["hardware_id"] == next(iter(held_hw))).sum())
-    rows = _held_out_rows(table, long, "task", np.random.default_rng(0))
-    assert long.loc[rows, "task_id"].nunique() == 6 and long.loc[rows, "hardware_id"].nunique() == 5
+    assert len(held_hw) == 1 == units and rows.sum() == int((long["hardware_id"] == next(iter(held_hw))).sum())
+    # one held-out machine is too few exchangeable units for intervals level by level: the zero-shot
+    # and conditioned cases keep the Gaussian shape (the cells of seen contexts are the units there)
+    assert not {"zero", "cond"} & set(by_hw._state.calib_widths)
+    rows, units = _held_out_rows(table, long, "task", np.random.default_rng(0))
+    assert long.loc[rows, "task_id"].nunique() == 6 == units and long.loc[rows, "hardware_id"].nunique() == 5
     with pytest.raises(InputDataError, match="calibrate_by.*no task has"):
         BayesianSurrogate("value", config=cfg, embed="none").fit(table, key=0, calibrate_by="model.nonexistent")
 
@@ -381,3 +384,103 @@ def test_same_computation_methods_share_one_value(tmp_path):
     assert np.ptp(off.predict([(b1[0], m, hw) for m in twins], table=table).mean) > 0
     again = BayesianSurrogate.load(model.save(tmp_path / "same.metasel"))
     np.testing.assert_array_equal(again.predict([(b1[0], m, hw) for m in twins], table=table).mean, zero.mean)
+
+
+def _axis_aligned_table(seed=8):
+    """Each method's log value is a sum of steps in two features: a tree's shape, not a tower's."""
+    import json
+
+    table, _ = low_rank_table(num_tasks=200, num_methods=3, num_hardware=1, rank=1, noise=0.05, density=1.0, seed=seed)
+    x = {t: json.loads(f) for t, f in zip(table.tasks["task_id"], table.tasks["features"])}
+    rng = np.random.default_rng(seed)
+    obs = table.observations.copy()
+
+    def log_value(t, m):
+        f = x[t]
+        j = int(m[1:])
+        return 2.0 + 1.5 * (f[f"x{j}"] > 0.3) - 1.0 * (f[f"x{j + 1}"] < -0.5) + 0.5 * j
+
+    obs["value"] = [float(np.exp(log_value(t, m) + 0.05 * rng.normal())) for t, m in zip(obs["task_id"], obs["method"])]
+    return table.with_observations(obs), log_value
+
+
+def test_tree_mean_learns_what_trees_see_and_keeps_its_bayesian_parts(tmp_path):
+    table, log_value = _axis_aligned_table()
+    tasks = list(table.tasks["task_id"])
+    new = tasks[-40:]
+    train = table.filter(tasks=tasks[:-40])
+    cells = [(t, m, "hw0") for t in new for m in ("m00", "m01", "m02")]
+    truth = np.array([log_value(t, m) for t, m, _ in cells])
+    rmse = {}
+    for tm in (False, True):
+        model = BayesianSurrogate("value", config=replace_fast(steps=300, tree_mean=tm), embed="none").fit(
+            train, key=0, calibrate=False)
+        pred = model.predict(cells, table=table)
+        rmse[tm] = float(np.sqrt(np.mean((pred.mean - truth) ** 2)))
+    assert rmse[True] < 0.6 * rmse[False], rmse  # the steps are the forests' to learn
+    assert rmse[True] < 0.35, rmse
+    assert model._state.tree_mean is not None and sorted(model._state.tree_mean.forests) == [0, 1, 2]
+    again = BayesianSurrogate.load(model.save(tmp_path / "t.metasel"))
+    np.testing.assert_array_equal(again.predict(cells, table=table).mean, pred.mean)
+    np.testing.assert_array_equal(again.predict(cells, table=table).std, pred.std)
+    # conditioning still works on the residual: a new task's measured cell moves that task's other cells
+    told = model.condition(table.filter(tasks=[new[0]]).with_observations(
+        table.observations[(table.observations.task_id == new[0]) & (table.observations.method == "m00")]))
+    after = told.predict(cells[:3], table=table)
+    assert abs(after.mean[0] - np.log(table.observations.set_index(["task_id", "method"]).loc[(new[0], "m00"), "value"])) \
+        < abs(pred.mean[0] - truth[0]) + 0.1
+    assert after.std[0] < pred.std[0]
+
+
+def test_tree_mean_conformance(getkey):
+    table, _ = _axis_aligned_table(seed=9)
+    train, test = _split(table)
+    cells = list(test[["task_id", "method", "hardware_id"]].itertuples(index=False))[:30]
+    cells += list(train.observations[["task_id", "method", "hardware_id"]].itertuples(index=False))[:5]
+    check_surrogate(lambda: BayesianSurrogate("value", config=replace_fast(steps=200, tree_mean=True), embed="hash"),
+                    train, cells, keys=(getkey(), getkey()))
+
+
+def test_intervals_are_calibrated_level_by_level_on_held_out_tasks(tmp_path):
+    from metasel.surrogate.base import LEVELS
+
+    table, _ = low_rank_table(num_tasks=150, num_methods=6, num_hardware=1, rank=2, noise=0.02, density=0.9, seed=11)
+    rng = np.random.default_rng(11)
+    obs = table.observations.copy()
+    obs["value"] = obs["value"] * np.exp(0.3 * rng.standard_t(2, size=len(obs)))  # heavy tails: not Gaussian
+    table = table.with_observations(obs)
+    tasks = list(table.tasks["task_id"])
+    new = tasks[-50:]
+    model = BayesianSurrogate("value", config=replace_fast(steps=300), embed="none").fit(
+        table.filter(tasks=tasks[:-50]), key=0)
+    widths = model._state.calib_widths
+    assert set(widths) >= {"zero"} and len(widths["zero"]) == len(LEVELS)
+    test = obs[obs["task_id"].isin(new)]
+    pred = model.predict(test[["task_id", "method", "hardware_id"]], table=table)
+    y = np.log(test["value"].to_numpy())
+    cover = {lv: float(np.mean((pred.interval(lv)[0] <= y) & (y <= pred.interval(lv)[1]))) for lv in (0.5, 0.9)}
+    gauss50 = float(np.mean(np.abs(y - pred.mean) < 0.6745 * pred.std))  # the std alone, Gaussian shape
+    assert 0.4 <= cover[0.5] <= 0.6, cover
+    assert 0.8 <= cover[0.9] <= 0.97, cover  # calibrated on ~20 held-out tasks: a few points of sampling error
+    assert gauss50 > cover[0.5] + 0.05, (gauss50, cover)  # one std factor, right at 90%, is too wide at 50%
+    again = BayesianSurrogate.load(model.save(tmp_path / "c.metasel"))
+    np.testing.assert_array_equal(again.predict(test[["task_id", "method", "hardware_id"]], table=table).widths,
+                                  pred.widths)
+
+
+def test_tree_mean_auto_is_chosen_on_the_training_data():
+    steps = _axis_aligned_table()[0]  # steps in the features: the trees' held-out error is lower
+    tasks = list(steps.tasks["task_id"])
+    model = BayesianSurrogate("value", config=replace_fast(steps=300, tree_mean=None), embed="none").fit(
+        steps.filter(tasks=tasks[:-40]), key=0)
+    info = model.info()
+    assert info["tree_mean"] == "auto: on" and info["inner_rmse_trees"] < info["inner_rmse_tower"], info
+    assert model._state.tree_mean is not None
+    smooth, _ = low_rank_table(num_tasks=120, num_methods=6, num_hardware=2, rank=2, noise=0.05, density=0.7, seed=1)
+    model = BayesianSurrogate("value", config=replace_fast(tree_mean=None), embed="none").fit(smooth, key=0)
+    info = model.info()  # linear in the features, low rank: the towers' own mean wins
+    assert info["tree_mean"] == "auto: off" and info["inner_rmse_tower"] <= info["inner_rmse_trees"], info
+    assert model._state.tree_mean is None
+    plain = BayesianSurrogate("value", config=replace_fast(steps=50, tree_mean=None), embed="none").fit(
+        smooth, key=0, calibrate=False)
+    assert plain.info()["tree_mean"] == "off"  # no calibration split to choose on
