@@ -103,7 +103,7 @@ def heldout(quick: bool, steps: int | None = None, lr: float | None = None, tree
           f"{'g50':>6s} {'g90':>6s} {'s':>6s}")
     print("(cov50/cov90: the posterior's own intervals, calibrated level by level; g50/g90: mean ± z·std, "
           "one std factor and a Gaussian shape)")
-    config = replace(TrainConfig(), steps=steps, lr=lr, **({"tree_mean": tree_mean} if tree_mean is not None else {}))
+    config = replace(TrainConfig(), steps=steps, lr=lr, tree_mean=tree_mean)
     for name, table, metric, folds, calibrate_by in runs:
         t = time.perf_counter()
         errs, zs, in50, in90 = [], [], [], []

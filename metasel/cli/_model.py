@@ -48,8 +48,8 @@ def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, me
     if exclude_flags:
         table = table.filter(exclude_flags=exclude_flags)
     t0 = time.perf_counter()
-    config = replace(TrainConfig(), members=members, pair_terms=pair_terms, pair_slopes=pair_slopes,
-                     **({"steps": steps} if steps else {}), **({"tree_mean": tree_mean} if tree_mean is not None else {}))
+    config = replace(TrainConfig(), members=members, pair_terms=pair_terms, pair_slopes=pair_slopes, tree_mean=tree_mean,
+                     **({"steps": steps} if steps else {}))
     model = BayesianSurrogate(metric, config=config, embed=embed).fit(table, key=seed, calibrate_by=calibrate_by)
     model.save(out_path)
     info = model.info()

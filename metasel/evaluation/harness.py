@@ -58,12 +58,11 @@ def metasel_strategy(metric: str, *, steps: int | None = None, embed: str = "has
                      skip_repeats: bool = True, choice=None, tree_mean: bool | None = None) -> SurrogateStrategy:
     """metasel's Bayesian surrogate as a strategy; ``calibrate_by`` should name what the folds hold out;
     ``choice`` (a :class:`~metasel.select.choice.Choice`) what its zero-shot pick maximises;
-    ``tree_mean``: :attr:`TrainConfig.tree_mean` (None: its default)."""
+    ``tree_mean``: :attr:`TrainConfig.tree_mean` (None: auto, its default)."""
     from metasel.select.choice import Choice
     from metasel.surrogate import BayesianSurrogate, TrainConfig
 
-    config = replace(TrainConfig(), members=members, **({"steps": steps} if steps else {}),
-                     **({"tree_mean": tree_mean} if tree_mean is not None else {}))
+    config = replace(TrainConfig(), members=members, tree_mean=tree_mean, **({"steps": steps} if steps else {}))
     return SurrogateStrategy(BayesianSurrogate(metric, config=config, embed=embed, embed_dims=embed_dims), name="metasel",
                              fit_kwargs={"calibrate_by": calibrate_by}, active=active, skip_repeats=skip_repeats,
                              choice=choice or Choice())

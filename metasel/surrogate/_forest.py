@@ -158,12 +158,12 @@ class TreeMean:
         """(contexts, len(cols)) offsets; ``cols`` are training-method columns, -1 for a method
         not among them."""
         cols = np.asarray(cols, int)
-        unseen = bool((cols < 0).any()) and len(self.const) > 0
-        need = range(len(self.const)) if unseen else sorted({int(j) for j in cols})
+        unseen = bool((cols < 0).any())
+        need = range(len(self.const)) if unseen else sorted({int(j) for j in cols})  # unseen: the mean of all
         by = {j: self.forests[j].predict(xc) if j in self.forests else np.full(len(xc), self.const[j]) for j in need}
-        everyone = np.mean(list(by.values()), axis=0) if unseen else np.zeros(len(xc))
-        return np.stack([by[int(j)] if j >= 0 else everyone for j in cols], axis=1) if len(cols) \
-            else np.zeros((len(xc), 0))
+        if unseen:
+            by[-1] = np.mean(list(by.values()), axis=0)
+        return np.stack([by[int(j)] for j in cols], axis=1) if len(cols) else np.zeros((len(xc), 0))
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
         out = {f"{prefix}.const": np.asarray(self.const, np.float64)}

@@ -49,8 +49,9 @@ class Posterior(NamedTuple):
         from scipy.stats import norm
 
         z = norm.ppf(0.5 + level / 2.0) * self.std
-        if self.widths is not None and any(abs(level - lv) < 1e-9 for lv in LEVELS):
-            z = z * self.widths[:, min(range(len(LEVELS)), key=lambda i: abs(LEVELS[i] - level))]
+        i = next((i for i, lv in enumerate(LEVELS) if abs(lv - level) < 1e-9), None)
+        if self.widths is not None and i is not None:
+            z = z * self.widths[:, i]
         return self.mean - z, self.mean + z
 
     def median(self) -> np.ndarray:

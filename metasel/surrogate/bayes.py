@@ -207,8 +207,9 @@ class BayesianSurrogate:
         templates, choice_info = [self._variant(False) if auto else self] * len(tables), [{} for _ in tables]
         if auto and any(sp is not None for sp in splits):
             variants = [self._variant(False), self._variant(True)]
-            inner_plans = [[v._plan(sp.inner, _sub_seed(s, 2)) if sp is not None else None for sp, s in zip(splits, seeds)]
-                           for v in variants]
+            inner_arrays = [self._training_arrays(sp.inner) if sp is not None else None for sp in splits]
+            inner_plans = [[v._plan(sp.inner, _sub_seed(s, 2), arr) if sp is not None else None
+                            for sp, s, arr in zip(splits, seeds, inner_arrays)] for v in variants]
             fitted = fit_plans([p for plans in inner_plans for p in plans])
             n = len(tables)
             inners = [[inner_model(v, sp, pl, f) for sp, pl, f in zip(splits, inner_plans[k], fitted[k * n:(k + 1) * n])]
@@ -287,11 +288,13 @@ class BayesianSurrogate:
                 "xc": encoder.contexts(pairs), "xm": encoder.methods(method_desc), "xp": xp, "rep": rep, "y": y,
                 "mask": mask, "y_mean": y_mean, "y_std": y_std, "evidence": evidence}
 
-    def _plan(self, table: "PerfTable", seed: int) -> tuple[dict, list]:
-        """The training arrays of ``table`` and one fit input per ensemble member."""
+    def _plan(self, table: "PerfTable", seed: int, arrays: dict | None = None) -> tuple[dict, list]:
+        """The training arrays of ``table`` (``arrays``: already computed for it, e.g. by another
+        variant of this surrogate; they do not depend on the tree mean) and one fit input per
+        ensemble member."""
         from metasel.surrogate._train import FitInput
 
-        d = self._training_arrays(table)
+        d = dict(arrays) if arrays is not None else self._training_arrays(table)
         n_members = self.config.members or (3 if int(d["mask"].sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
         y = d["y"]
         if self.config.tree_mean and d["xc"].shape[1]:  # the members learn what the forests miss
@@ -383,20 +386,15 @@ class BayesianSurrogate:
         means = np.stack([o[0] for o in outs])
         mean = means.mean(axis=0)
         var = np.mean([o[1] for o in outs], axis=0) + (np.var(means, axis=0) if len(outs) > 1 else 0.0)
-        factor = np.full(len(frame), s.calib_zero)  # calibrated std inflation: zero-shot, conditioned or seen
-        ctx_factor = np.full(len(q.ctx_keys), s.calib_zero)
-        case = np.full(len(frame), "zero", dtype=object)
-        for i, key in enumerate(q.ctx_keys):
-            if s.evidence.get(key):
-                seen = key in s.train_contexts
-                ctx_factor[i] = s.calib_seen if seen else s.calib_cond
-                factor[q.rows(i)] = ctx_factor[i]
-                case[q.rows(i)] = "seen" if seen else "cond"
-        var = var * factor ** 2
+        # each context's calibration case: zero-shot (no evidence), conditioned (a new context with some), seen
+        ctx_case = np.array([(2 if key in s.train_contexts else 1) if s.evidence.get(key) else 0 for key in q.ctx_keys],
+                            dtype=int)
+        ctx_factor = np.array([s.calib_zero, s.calib_cond, s.calib_seen])[ctx_case]  # calibrated std inflation
+        var = var * ctx_factor[q.cidx] ** 2
         widths = None
         if s.calib_widths:
             ones = [1.0] * len(LEVELS)
-            widths = np.array([s.calib_widths.get(c, ones) for c in case], dtype=float).reshape(len(frame), len(LEVELS))
+            widths = np.array([s.calib_widths.get(c, ones) for c in ("zero", "cond", "seen")])[ctx_case[q.cidx]]
         blocks = ()
         if joint:
             blocks = tuple(self._joint_block(q.rows(i), means, [o[2][i] for o in outs], ctx_factor[i] * s.y_std)
