@@ -31,6 +31,7 @@ class Ranked:
     hardware: dict
     ranked_by: str = "expected value"
     intervals_for: str | None = None  # the novelty the intervals are calibrated for (task, hardware, a task grouping)
+    intervals_by_level: bool = False  # split-conformal widths level by level (else one std factor, Gaussian shape)
 
     @property
     def recommended(self) -> dict:
@@ -133,23 +134,28 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
     sel = Selector(model, tid, hid, candidates=methods, rule=StopRule(), key=seed, measured=measured, failed=failed,
                    feasibility=dict(zip(methods, constraint.tolist())))  # the selector applies the failure model itself
     ask = sel.ask()
+    by, by_level = intervals_for(model, measured=bool(measured))
     return Ranked(rows, ask.method, ask.reason, model.metric, model.direction, task, hardware, choice.describe(),
-                  intervals_for(model))
+                  by, by_level)
 
 
-def intervals_for(model) -> str | None:
-    """What the model's intervals were calibrated on: ``task``, ``hardware`` or a task grouping such
-    as ``model.hf_id`` (held out of its training data, split conformal); None: not calibrated."""
+def intervals_for(model, *, measured: bool = False) -> tuple[str | None, bool]:
+    """What the model's intervals were calibrated on — ``task``, ``hardware`` or a task grouping
+    such as ``model.hf_id``, held out of its training data (None: not calibrated) — and whether
+    they were calibrated level by level (split conformal) for this case: a new context with
+    measurements (``measured``) or none."""
     info = model.info() if hasattr(model, "info") else {}
-    return info.get("calibrate_by")
+    return info.get("calibrate_by"), ("cond" if measured else "zero") in info.get("interval_widths", ())
 
 
-def describe_intervals(by: str | None) -> str:
+def describe_intervals(by: str | None, by_level: bool = False) -> str:
     """One line for people: the novelty ``by`` (see :func:`intervals_for`) the intervals hold for."""
     if by is None:
         return "intervals: not calibrated (the model's Gaussian spread)"
     what = {"task": "a new task on known hardware", "hardware": "new hardware"}.get(by, f"a new {by} (tasks grouped by it)")
-    return f"intervals calibrated for {what}: split conformal on {by} groups held out of the training data"
+    how = "split conformal, level by level," if by_level else \
+        "one std factor at 90% (too few held out for level by level), from"
+    return f"intervals calibrated for {what}: {how} on {by} groups held out of the training data"
 
 
 def models_for(table, objective, *, store_path: Path | None, model_path: str | None, say: Callable[[str], None]):

@@ -64,6 +64,7 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
                                "hardware": hardware["name"], "metric": result.metric, "direction": result.direction,
                                "recommended": result.recommended["method"], "ranked_by": result.ranked_by,
                                "intervals_calibrated_for": result.intervals_for,
+                               "intervals_level_by_level": result.intervals_by_level,
                                "methods": result.rows, "next": result.next_method,
                                "next_reason": result.next_reason},
                               indent=2))
@@ -86,7 +87,7 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
                 row.append(f"{r['usd_per_mtok']:.3f}" if "usd_per_mtok" in r else "-")
             rows.append(row)
         click.echo(table(headers, rows, align="lrrrrr" + "r" * has_cost))
-        click.echo(describe_intervals(result.intervals_for))
+        click.echo(describe_intervals(result.intervals_for, result.intervals_by_level))
         if any(r.get("same_as") for r in result.rows):
             click.echo("(= X): runs the same computation as X on this task (static batching of one request is plain "
                        "generation; a prefix cache with no shared prefix caches nothing)")

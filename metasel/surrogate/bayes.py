@@ -592,7 +592,8 @@ class BayesianSurrogate:
                 "bias_std_log": float(np.mean([m.s_bias for m in s.members])) * s.y_std,
                 "embedder": s.encoder.embed_kind, "methods": len(s.catalog.methods), "tasks": len(s.catalog.tasks),
                 "hardware": len(s.catalog.hardware), "data_hash": s.data_hash,
-                "pair_terms": len(s.encoder.pair_columns), "pair_slopes": len(s.members[0].tau), **s.fit_info}
+                "pair_terms": len(s.encoder.pair_columns), "pair_slopes": len(s.members[0].tau),
+                "interval_widths": sorted(s.calib_widths), **s.fit_info}
 
 
 def _read_model_file(path: Path) -> tuple[dict, dict[str, np.ndarray]]:

@@ -44,13 +44,16 @@ def test_fit_and_suggest_on_llm_bench(tmp_path, llm_bench_path):
     r = run(main, ["--store", str(store), "suggest", "--task", str(spec), "--model", str(model)])
     assert "zero-shot" in r.output and "next benchmark:" in r.output and "ranked by expected value" in r.output
     assert out["intervals_calibrated_for"] == "task"  # fit's default --calibrate-by
-    assert "intervals calibrated for a new task on known hardware: split conformal on task groups" in r.output
+    assert out["intervals_level_by_level"] is True  # hundreds of training tasks: enough held out
+    assert "intervals calibrated for a new task on known hardware: split conformal, level by level, on task groups" \
+        in r.output
     hw_model = tmp_path / "hw.metasel"
     r = run(main, ["--store", str(store), "fit", "--out", str(hw_model), "--steps", "100", "--members", "1",
                    "--embed", "hash", "--calibrate-by", "hardware", "--exclude-flag", "batch_semantics=prompt_batch"])
     assert r.exit_code == 0, (r.output, r.exception)
     r = run(main, ["--store", str(store), "suggest", "--task", str(spec), "--model", str(hw_model)])
     assert "intervals calibrated for new hardware" in r.output, r.output
+    assert "one std factor at 90% (too few held out for level by level)" in r.output  # a fifth of the machines
     # --risk 0.9: ranked by the 10% quantile of throughput (failures count as zero)
     r = run(main, ["--store", str(store), "suggest", "--task", str(spec), "--model", str(model), "--json", "--risk", "0.9"])
     assert r.exit_code == 0, (r.output, r.exception)
