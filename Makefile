@@ -1,12 +1,13 @@
 # Two commands for a fresh machine:
 #   make demo   set up .venv and run the main job on the shipped data
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv, install the five serving engines (each in its own environment
+#               under ~/.cache/metasel/engines) and run the test suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STORE ?= out/demo.sqlite
 
-.PHONY: setup test demo bench clean
+.PHONY: setup engines test demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -17,8 +18,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0 -e '.[all,dev]'
 	touch $@
 
-test: setup
-	$(BIN)/python -m pytest -q
+# Each engine in its own pinned environment; already-installed ones are skipped (llama.cpp builds
+# from source once, then pip's wheel cache has it).
+engines: setup
+	$(BIN)/metasel engines install all
+
+test: setup engines
+	METASEL_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q
 
 demo: setup
 	mkdir -p out

@@ -13,8 +13,15 @@ METRICS: dict[str, tuple[str | None, str]] = {
     "peak_mem_mb": ("min", "MiB"),
     "setup_s": ("min", "s"),
     "value": (None, "as imported"),
+    # store schema 2: serving percentiles over the requests of one serve (median over repeats)
+    **{f"{m}_{q}_ms": ("min", "ms") for m in ("ttft", "tpot", "e2e") for q in ("p50", "p90", "p99")},
+    "goodput_req_s": ("max", "requests/s"),  # requests per second that met the workload's SLO
+    "convert_s": ("min", "s"),  # converting the shared checkpoint to the engine's format (cached afterwards)
 }
 METRIC_NAMES: tuple[str, ...] = tuple(METRICS)
+#: metrics added in store schema 2; an observation's id hashes them only when they are set,
+#: so the ids of observations written before them do not change
+SCHEMA2_METRICS: tuple[str, ...] = METRIC_NAMES[METRIC_NAMES.index("value") + 1:]
 
 STATUSES: tuple[str, ...] = ("ok", "oom", "error", "timeout", "unsupported")
 

@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass
 
 #: the metrics a collector measurement carries
-MEASURED_METRICS = ("throughput_tok_s", "total_tok_s", "ttft_ms", "tpot_ms", "latency_ms", "peak_mem_mb", "setup_s")
+MEASURED_METRICS = ("throughput_tok_s", "total_tok_s", "ttft_ms", "tpot_ms", "latency_ms", "peak_mem_mb", "setup_s",
+                    *(f"{m}_{q}_ms" for m in ("ttft", "tpot", "e2e") for q in ("p50", "p90", "p99")),
+                    "goodput_req_s", "convert_s")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def observation_table(cell: Cell, result: dict, hardware: dict, versions: dict):
            **{m: result.get(m, math.nan) for m in metrics},
            "repeats": max(1, int(result.get("repeats") or 1)), "spread": result.get("spread", math.nan),
            "status": result["status"], "message": result.get("message", ""), "timestamp": now_iso(),
-           "versions": versions, "seed": cell.seed, "source": "collect", "flags": ""}
+           "versions": {**versions, **(result.get("versions") or {})}, "seed": cell.seed, "source": "collect", "flags": ""}
     if row["status"] != "ok":
         for m in metrics:
             row[m] = math.nan

@@ -49,16 +49,26 @@ class Method:
     prefix_cache: bool = False
     decoding: str = "greedy"
     description: str = ""
+    engine: str = "transformers"
+    settings: tuple = ()
 
     def __post_init__(self):
+        if self.engine != "transformers":
+            _check_engine_settings(self)
+            return
         for name, value, allowed in (("attention", self.attention, ATTENTION), ("weights", self.weights, WEIGHTS),
                                      ("cache", self.cache, CACHE), ("batching", self.batching, BATCHING),
                                      ("decoding", self.decoding, DECODING)):
             if value not in allowed:
                 raise InputDataError(f"method {self.name!r}: {name}: expected one of {list(allowed)}, got {value!r}")
 
+    def setting(self, key: str, default=None):
+        return dict(self.settings).get(key, default)
+
     def techniques(self) -> dict[str, float]:
         """The technique vector: one number per technique, 0 when absent."""
+        if self.engine != "transformers":
+            return _engine_techniques(self)
         return {
             T.SDPA: float(self.attention == "sdpa"),
             T.BF16: float(self.weights == "bfloat16"),
@@ -76,6 +86,8 @@ class Method:
     def describe(self) -> str:
         if self.description:
             return self.description
+        if self.engine != "transformers":
+            return f"{self.engine}: " + ", ".join(f"{k}={v}" for k, v in self.settings)
         parts = [f"{self.attention} attention", f"{self.weights} weights", f"{self.cache} KV cache",
                  f"{self.batching} batching of requests"]
         if self.compile:
@@ -109,10 +121,89 @@ def get(name: str) -> Method:
 
 
 def resolve(names) -> list[Method]:
-    """Methods by name; ``None`` means every method except the slow-to-set-up ``compile`` ones."""
+    """Methods by name or pattern (``ctranslate2/*``: every CTranslate2 method); ``None`` means every
+    transformers method except the slow-to-set-up ``compile`` ones (engine methods are named)."""
+    import fnmatch
+
     if names is None:
-        return [m for m in REGISTRY.values() if not m.compile]
-    return [get(n) for n in names]
+        return [m for m in REGISTRY.values() if not m.compile and m.engine == "transformers"]
+    out: list[Method] = []
+    for n in names:
+        if any(ch in n for ch in "*?["):
+            hits = [m for m in REGISTRY.values() if fnmatch.fnmatchcase(m.name, n)]
+            if not hits:
+                raise InputDataError(f"method pattern {n!r} matches no method; engines: {sorted(ENGINE_SETTINGS)}")
+            out += [m for m in hits if m not in out]
+        elif (m := get(n)) not in out:
+            out.append(m)
+    return out
+
+
+# ---------------------------------------------------------------------------- engine methods
+
+#: engine -> setting -> allowed values (the engines' own names for them)
+ENGINE_SETTINGS: dict[str, dict[str, tuple]] = {
+    "ctranslate2": {"compute_type": ("float32", "int8", "int8_float32"), "max_batch": (1, 2, 4, 8, 16)},
+    "ort_genai": {"precision": ("fp32", "int4"), "max_batch": (1, 2, 4, 8, 16)},
+    "openvino": {"weight_format": ("fp32", "int8", "int4"), "max_batch": (1, 2, 4, 8, 16)},
+    "llama_cpp": {"gguf_type": ("f32", "f16", "q8_0", "q4_K_M", "q4_0"), "n_batch": (64, 512), "flash_attn": (False, True)},
+    "vllm": {"dtype": ("float32", "bfloat16"), "max_num_seqs": (1, 4, 16, 64), "prefix_caching": (False, True),
+             "chunked_prefill": (False, True), "ngram_speculative": (False, True)},
+}
+_BITS = {"float32": 32.0, "fp32": 32.0, "f32": 32.0, "bfloat16": 16.0, "f16": 16.0, "int8": 8.0, "int8_float32": 8.0,
+         "q8_0": 8.0, "int4": 4.0, "q4_K_M": 4.5, "q4_0": 4.0}
+
+
+def _check_engine_settings(m: Method) -> None:
+    allowed = ENGINE_SETTINGS.get(m.engine)
+    if allowed is None:
+        raise InputDataError(f"method {m.name!r}: engine: expected one of {['transformers', *ENGINE_SETTINGS]}, got {m.engine!r}")
+    for key, value in m.settings:
+        if key not in allowed:
+            raise InputDataError(f"method {m.name!r}: {m.engine} setting: expected one of {list(allowed)}, got {key!r}")
+        if value not in allowed[key]:
+            raise InputDataError(f"method {m.name!r}: {m.engine} {key}: expected one of {list(allowed[key])}, got {value!r}")
+
+
+def _engine_techniques(m: Method) -> dict[str, float]:
+    """An engine method's vector: which engine, weight bits, and its batching and decoding settings,
+    named like the transformers methods' techniques where they mean the same thing."""
+    import math
+
+    s = dict(m.settings)
+    precision = next((s[k] for k in ("compute_type", "precision", "weight_format", "gguf_type", "dtype") if k in s), "float32")
+    bits = _BITS[precision]
+    batch = int(s.get("max_batch", s.get("max_num_seqs", 1)))
+    t = {T.engine(e): float(e == m.engine) for e in ENGINE_SETTINGS}
+    t.update({
+        T.WEIGHT_BITS: bits, T.BF16: float(precision == "bfloat16"), T.INT8_DYNAMIC: float(bits == 8.0),
+        T.INT4: float(bits < 8.0), T.MAX_BATCH_LOG2: math.log2(batch),
+        T.STATIC_BATCHING: float(m.engine != "vllm" and batch > 1),
+        T.CONTINUOUS_BATCHING: float(m.engine == "vllm" and batch > 1),
+        T.PREFIX_CACHE: float(bool(s.get("prefix_caching"))), T.PROMPT_LOOKUP: float(bool(s.get("ngram_speculative"))),
+        T.CHUNKED_PREFILL: float(bool(s.get("chunked_prefill"))), T.FLASH_ATTENTION: float(bool(s.get("flash_attn"))),
+        T.PREFILL_BATCH_LOG2: math.log2(int(s["n_batch"])) if "n_batch" in s else 0.0,
+    })
+    return t
+
+
+def engine_method(engine: str, **settings) -> Method:
+    """``ctranslate2/int8+b8``-style names: the engine, then its settings in a fixed order."""
+    short = {"max_batch": "b", "max_num_seqs": "seqs", "n_batch": "nb"}
+    flags = {"prefix_caching": "prefix", "chunked_prefill": "chunked", "ngram_speculative": "ngram", "flash_attn": "fa"}
+    parts = []
+    for key in ENGINE_SETTINGS[engine]:
+        if key not in settings:
+            continue
+        v = settings[key]
+        if key in flags:
+            if v:
+                parts.append(flags[key])
+        elif key in short:
+            parts.append(f"{short[key]}{v}")
+        else:
+            parts.append(str(v))
+    return Method(f"{engine}/" + "+".join(parts), engine=engine, settings=tuple(settings.items()))
 
 
 for _m in (
@@ -134,5 +225,23 @@ for _m in (
     Method("bf16+prefix_cache", weights="bfloat16", prefix_cache=True),
     Method("int8_dynamic+prefix_cache", weights="int8_dynamic", prefix_cache=True),
     Method("assisted+static_batching", decoding="assisted", batching="static"),
+):
+    register(_m)
+
+for _m in (
+    *(engine_method("ctranslate2", compute_type=c, max_batch=b) for c in ("float32", "int8", "int8_float32") for b in (1, 8)),
+    *(engine_method("ort_genai", precision=p, max_batch=b) for p in ("fp32", "int4") for b in (1, 8)),
+    *(engine_method("openvino", weight_format=w, max_batch=b) for w in ("fp32", "int8", "int4") for b in (1, 8)),
+    *(engine_method("llama_cpp", gguf_type=g, n_batch=512, flash_attn=False) for g in ("f32", "f16", "q8_0", "q4_K_M", "q4_0")),
+    engine_method("llama_cpp", gguf_type="q8_0", n_batch=64, flash_attn=False),
+    engine_method("llama_cpp", gguf_type="q8_0", n_batch=512, flash_attn=True),
+    *(engine_method("vllm", dtype="float32", max_num_seqs=n, prefix_caching=p, chunked_prefill=False,
+                    ngram_speculative=False) for n in (1, 16) for p in (False, True)),
+    engine_method("vllm", dtype="bfloat16", max_num_seqs=16, prefix_caching=False, chunked_prefill=False,
+                  ngram_speculative=False),
+    engine_method("vllm", dtype="float32", max_num_seqs=16, prefix_caching=False, chunked_prefill=True,
+                  ngram_speculative=False),
+    engine_method("vllm", dtype="float32", max_num_seqs=1, prefix_caching=False, chunked_prefill=False,
+                  ngram_speculative=True),
 ):
     register(_m)

@@ -336,6 +336,21 @@ def measure(task: dict, method_name: str, *, repeats: int, seed: int, device: st
     import torch
 
     method = get_method(method_name)
+    if method.engine != "transformers":
+        import os
+
+        from metasel.bench.engines.client import measure_engine
+
+        if device != "cpu":
+            return {"status": "unsupported", "repeats": 0, "seed": seed,
+                    "message": f"engine {method.engine!r} is measured on the CPU only by this collector"}
+        threads = int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads())
+        return measure_engine(task, method, repeats=repeats, seed=seed, threads=threads)
+    process = (task["workload"].get("arrival") or {}).get("process", "burst")
+    if process != "burst":
+        return {"status": "unsupported", "repeats": 0, "seed": seed,
+                "message": f"the transformers backend serves requests that arrive together; a {process} arrival "
+                           "process is measured by the engine methods (metasel engines list)"}
     cuda = device.startswith("cuda")
     result: dict[str, Any] = {"repeats": 0, "seed": seed}
     _release_memory(cuda)
@@ -384,12 +399,16 @@ def _release_memory(cuda: bool) -> None:
 
 
 def _classify(exc: BaseException) -> dict[str, str]:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    first_line = text.splitlines()[0][:500]
+    return classify_text(f"{type(exc).__name__}: {exc}".strip(), type(exc).__name__)
+
+
+def classify_text(text: str, exc_name: str = "") -> dict[str, str]:
+    """A failure's status from its message: ``oom``, ``unsupported`` or ``error`` (engines report text)."""
+    first_line = (text.splitlines() or [""])[0][:500]
     lowered = text.lower()
-    if "out of memory" in lowered or isinstance(exc, MemoryError):
+    if "out of memory" in lowered or exc_name == "MemoryError":
         return {"status": "oom", "message": first_line}
-    if isinstance(exc, NotImplementedError) or "not supported" in lowered or "only supported" in lowered \
+    if exc_name == "NotImplementedError" or "not supported" in lowered or "only supported" in lowered \
             or "is not supported" in lowered or "unsupported" in lowered:
         return {"status": "unsupported", "message": first_line}
     return {"status": "error", "message": first_line}

@@ -51,7 +51,7 @@ def main(ctx: click.Context, debug: bool, store_path: str | None) -> None:
 
 
 def _register() -> None:
-    from metasel.cli import _advise, _collect, _data, _evaluate, _model  # noqa: F401  (commands register themselves on import)
+    from metasel.cli import _advise, _collect, _data, _engines, _evaluate, _model  # noqa: F401  (commands register themselves on import)
 
 
 _register()

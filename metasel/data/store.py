@@ -24,7 +24,7 @@ from metasel.errors import InputDataError, StoreError
 if TYPE_CHECKING:  # pragma: no cover
     from metasel.data.table import PerfTable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: serving percentiles, goodput and conversion time (SCHEMA2_METRICS)
 APP_ID = 0x6D657461  # "meta": marks the file as a metasel store
 ENV_VAR = "METASEL_STORE"
 
@@ -116,11 +116,16 @@ class Store:
         con.execute("PRAGMA foreign_keys=ON")
         if version < SCHEMA_VERSION or not tables:
             with self._transaction():
+                if "observations" in tables:  # an older store: add the columns it lacks, in one transaction
+                    have = {r[1] for r in con.execute("PRAGMA table_info(observations)")}
+                    for col, kind in OBS_COLUMNS.items():
+                        if col not in have:
+                            con.execute(f"ALTER TABLE observations ADD COLUMN {col} {_SQL_TYPES[kind]}")
                 for stmt in _SCHEMA:
                     con.execute(stmt)
                 con.execute(f"PRAGMA application_id={APP_ID}")
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),))
 
     @contextmanager

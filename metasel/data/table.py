@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from metasel._schema import (
     DIRECTIONS, HARDWARE_COLUMNS, KEY_COLUMNS, METHOD_COLUMNS, METRIC_NAMES, METRICS,
-    OBS_COLUMNS, STATUSES, TASK_COLUMNS,
+    OBS_COLUMNS, SCHEMA2_METRICS, STATUSES, TASK_COLUMNS,
 )
 from metasel.errors import InputDataError
 
@@ -70,6 +70,10 @@ def observation_id(row: Mapping[str, Any]) -> str:
             v = repr(float(v))
         elif hasattr(v, "item"):
             v = v.item()
+        if col in SCHEMA2_METRICS:
+            if v is not None:
+                parts.append([col, v])
+            continue
         parts.append(v)
     blob = json.dumps(parts, separators=(",", ":"), default=str)
     return "o-" + hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -23,8 +23,19 @@ CONTINUOUS_BATCHING = "continuous_batching"
 PREFIX_CACHE = "prefix_cache"
 ASSISTED = "assisted"
 PROMPT_LOOKUP = "prompt_lookup"
+INT4 = "int4"
+MAX_BATCH_LOG2 = "max_batch_log2"
+CHUNKED_PREFILL = "chunked_prefill"
+FLASH_ATTENTION = "flash_attention"
+PREFILL_BATCH_LOG2 = "prefill_batch_log2"
 TECHNIQUES: tuple[str, ...] = (SDPA, BF16, INT8_DYNAMIC, WEIGHT_BITS, STATIC_CACHE, COMPILE, STATIC_BATCHING,
-                               CONTINUOUS_BATCHING, PREFIX_CACHE, ASSISTED, PROMPT_LOOKUP)
+                               CONTINUOUS_BATCHING, PREFIX_CACHE, ASSISTED, PROMPT_LOOKUP, INT4, MAX_BATCH_LOG2,
+                               CHUNKED_PREFILL, FLASH_ATTENTION, PREFILL_BATCH_LOG2)
+
+
+def engine(name: str) -> str:
+    """The one-hot technique of a serving engine (``engine_vllm``); transformers methods have none."""
+    return f"engine_{name}"
 
 
 def idle_techniques(task: Mapping[str, Any]) -> tuple[str, ...]:

@@ -140,6 +140,11 @@ class WorkloadSpec:
     num_requests: int | None = None
     shared_prefix: float = 0.0
     domain: str | None = None
+    #: how requests arrive: ``{"process": "burst"}`` (all at once), ``{"process": "poisson", "rate": r}``
+    #: (requests/s) or ``{"process": "concurrency", "clients": c}`` (a closed loop)
+    arrival: dict = field(default_factory=lambda: {"process": "burst"})
+    #: service-level objective of a request (``ttft_ms``, ``tpot_ms``, ``e2e_ms`` bounds) for goodput
+    slo: dict = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -200,6 +205,11 @@ class TaskSpec:
             "shared_prefix": w.shared_prefix,
             "domain": w.domain,
         }
+        # only when not the default, so the ids of tasks written before them stay the same
+        if w.arrival.get("process", "burst") != "burst":
+            workload["arrival"] = dict(w.arrival)
+        if w.slo:
+            workload["slo"] = dict(w.slo)
         return {"model": model, "workload": workload}
 
     @property
@@ -323,7 +333,7 @@ def parse_length(c: Checker, raw: Any, path: str) -> LengthDist:
 def _parse_workload(c: Checker, raw: Any, path: str) -> WorkloadSpec:
     raw = c.mapping(raw, path)
     c.known_keys(raw, path, ("prompt_len", "output_len", "batch_size", "concurrency",
-                             "num_requests", "shared_prefix", "domain"))
+                             "num_requests", "shared_prefix", "domain", "arrival", "slo"))
     if "batch_size" in raw and "concurrency" in raw:
         c.fail(f"{path}.concurrency", "either batch_size or concurrency, not both", raw["concurrency"])
     prompt = parse_length(c, c.required(raw, "prompt_len", path), f"{path}.prompt_len")
@@ -337,8 +347,35 @@ def _parse_workload(c: Checker, raw: Any, path: str) -> WorkloadSpec:
     if shared >= 1.0:
         c.fail(f"{path}.shared_prefix", "a fraction in [0, 1)", shared)
     domain = None if raw.get("domain") is None else c.string(raw["domain"], f"{path}.domain")
+    arrival = _parse_arrival(c, raw.get("arrival", "burst"), f"{path}.arrival")
+    slo = {}
+    if raw.get("slo") is not None:
+        raw_slo = c.mapping(raw["slo"], f"{path}.slo")
+        c.known_keys(raw_slo, f"{path}.slo", SLO_KEYS)
+        slo = {k: c.number(v, f"{path}.slo.{k}", minimum=0, strict_min=True) for k, v in raw_slo.items()}
     return WorkloadSpec(prompt_len=prompt, output_len=output, batch_size=batch,
-                        num_requests=num_requests, shared_prefix=shared, domain=domain)
+                        num_requests=num_requests, shared_prefix=shared, domain=domain, arrival=arrival, slo=slo)
+
+
+ARRIVALS = ("burst", "poisson", "concurrency")
+SLO_KEYS = ("ttft_ms", "tpot_ms", "e2e_ms")
+
+
+def _parse_arrival(c: Checker, raw: Any, path: str) -> dict:
+    """``burst`` | ``{process: poisson, rate: R}`` | ``{process: concurrency, clients: C}``."""
+    if isinstance(raw, str):
+        raw = {"process": raw}
+    raw = c.mapping(raw, path)
+    process = c.string(c.required(raw, "process", path), f"{path}.process", choices=ARRIVALS)
+    if process == "burst":
+        c.known_keys(raw, path, ("process",))
+        return {"process": "burst"}
+    if process == "poisson":
+        c.known_keys(raw, path, ("process", "rate"))
+        return {"process": "poisson",
+                "rate": c.number(c.required(raw, "rate", path), f"{path}.rate", minimum=0, strict_min=True)}
+    c.known_keys(raw, path, ("process", "clients"))
+    return {"process": "concurrency", "clients": c.integer(c.required(raw, "clients", path), f"{path}.clients", minimum=1)}
 
 
 def parse_hardware(c: Checker, raw: Any, path: str) -> HardwareSpec:

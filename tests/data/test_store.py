@@ -137,3 +137,30 @@ def test_two_processes_appending_lose_nothing(tmp_path):
     assert len(t) == 2000
     assert t.observations["obs_id"].nunique() == 2000
     assert t.observations.groupby("source").size().to_dict() == {"p1": 1000, "p2": 1000}
+
+
+def test_a_schema_1_store_gains_the_serving_columns_and_keeps_its_observations(tmp_path):
+    from metasel._schema import SCHEMA2_METRICS
+
+    path = tmp_path / "old.sqlite"
+    with Store(path) as s:
+        s.append(small_table())
+        before = s.load().observations.sort_values("obs_id").reset_index(drop=True)
+    con = sqlite3.connect(path)  # make it the schema-1 file an older metasel wrote: no schema-2 columns
+    con.execute("DROP TRIGGER obs_no_update")
+    con.execute("DROP TRIGGER obs_no_delete")
+    for col in SCHEMA2_METRICS:
+        con.execute(f"ALTER TABLE observations DROP COLUMN {col}")
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    with Store(path) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        after = s.load().observations.sort_values("obs_id").reset_index(drop=True)
+        assert s.append(small_table()) == (0, 3)  # the same observations hash to the same ids
+    pd.testing.assert_frame_equal(after, before)
+    with sqlite3.connect(path) as con:
+        cols = {r[1] for r in con.execute("PRAGMA table_info(observations)")}
+        assert set(SCHEMA2_METRICS) <= cols
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            con.execute("DELETE FROM observations")
