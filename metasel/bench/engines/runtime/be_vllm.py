@@ -4,7 +4,8 @@ Settings: ``dtype`` (``float32``, ``bfloat16``), ``max_num_seqs`` (sequences per
 continuous batching), ``prefix_caching``, ``chunked_prefill`` and ``ngram_speculative``
 (prompt-lookup speculative decoding, 4 tokens per step from 2-4-grams). The server loads the
 checkpoint itself (the same weights as every other engine, not ``--load-format dummy``),
-listens on 127.0.0.1 only, and dies with the worker (``PR_SET_PDEATHSIG``).
+listens on 127.0.0.1 only, and runs in its own process group, killed with the worker
+(``PR_SET_PDEATHSIG`` on the server; the worker kills the group when its own parent dies).
 
 Each request is a streaming ``/v1/completions`` call with the prompt as token ids,
 ``min_tokens = max_tokens = output_len`` and ``ignore_eos``; a client thread per request is
@@ -14,11 +15,9 @@ chunk's token ids (``return_tokens_as_token_ids``) stamp the request's tokens.
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -41,10 +40,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent():
-    ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Backend:
     exact = False
 
@@ -65,8 +60,11 @@ class Backend:
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
                "VLLM_CPU_OMP_THREADS_BIND": "0" if threads <= 1 else f"0-{threads - 1}", "OMP_NUM_THREADS": str(threads)}
         self.log = open(os.path.join(os.path.dirname(checkpoint), f".vllm-{os.getpid()}.log"), "w+")
+        import lifetime
+
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=lifetime.die_with_parent)
+        lifetime.GROUPS.add(self.proc.pid)  # its own process group: the server and every child it starts
         t0 = time.perf_counter()
         while True:
             if self.proc.poll() is not None:
@@ -183,13 +181,20 @@ class Backend:
         return reqs
 
     def close(self):
+        import lifetime
+
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                pass
+        try:  # whatever of its group is still there (engine-core processes)
+            os.killpg(self.proc.pid, 9)
+        except OSError:
+            pass
+        lifetime.GROUPS.discard(self.proc.pid)
+        self.proc.wait()
         self.log.close()
         try:
             os.remove(self.log.name)

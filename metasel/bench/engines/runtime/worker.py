@@ -35,9 +35,12 @@ MAX_INNER = 20
 
 
 def _watch_parent(parent_pid: int) -> None:
+    import lifetime
+
     while True:
         time.sleep(1.0)
         if os.getppid() != parent_pid:
+            lifetime.kill_all()  # servers the backends started go with us
             os._exit(3)
 
 
@@ -178,6 +181,9 @@ def main(argv) -> int:
             result = _failure(exc)
         send({"op": "result", "id": msg.get("id"), "result": result})
     worker.close()
+    import lifetime
+
+    lifetime.kill_all()
     return 0
 
 
