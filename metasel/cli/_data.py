@@ -149,6 +149,13 @@ def show_cmd(ctx, metric, hardware_ids, top, as_json):
     if len(best):
         click.echo(table(["method", "best in", "share"],
                          [(m, f"{n:,}", f"{n / len(best):.1%}") for m, n in dist.items()], align="lrr"))
+    engines = _engine_of_methods(tbl)
+    if len(best) and len(set(engines.values())) > 1:
+        by_engine = best["method"].map(lambda m: engines.get(m, "transformers")).value_counts()
+        click.echo("")
+        click.echo(f"best engine per (task, hardware) by {metric}:")
+        click.echo(table(["engine", "best in", "share"],
+                         [(e, f"{n:,}", f"{n / len(best):.1%}") for e, n in by_engine.items()], align="lrr"))
     if top and len(best):
         click.echo("")
         rows = [(names.get(r.task_id, r.task_id), r.hardware_id, r.method, number(r.value), r.num_methods)
@@ -156,6 +163,20 @@ def show_cmd(ctx, metric, hardware_ids, top, as_json):
         click.echo(table(["task", "hardware", "best", metric, "of"], rows, align="lllrr"))
         if len(best) > top:
             click.echo(f"... {len(best) - top:,} more (--top N, or --json for all)")
+
+
+def _engine_of_methods(tbl) -> dict[str, str]:
+    """method -> its serving engine (the ``engine_*`` technique it has), ``transformers`` for the others."""
+    from metasel.data.table import descriptor_map
+
+    out = {}
+    for name, rec in descriptor_map(tbl.methods, "method").items():
+        tech = rec.get("techniques") or {}
+        if isinstance(tech, str):
+            tech = json.loads(tech)
+        hits = [k[len("engine_"):] for k, v in tech.items() if k.startswith("engine_") and v]
+        out[name] = hits[0] if hits else "transformers"
+    return out
 
 
 @main.command("export")

@@ -108,9 +108,14 @@ def parse_grid_spec(raw: Any, *, source: str | None = None) -> GridSpec:
 def _renamed(spec: TaskSpec) -> TaskSpec:
     from dataclasses import replace
 
-    w = spec.workload
-    name = (f"{spec.model.name or spec.model.arch}-p{w.prompt_len.upper()}-o{w.output_len}"
+    w, m = spec.workload, spec.model
+    name = (f"{m.name or f'{m.arch}-h{m.hidden}l{m.layers}'}-p{w.prompt_len.upper()}-o{w.output_len}"
             f"-b{w.batch_size}-s{int(round(w.shared_prefix * 100))}")
+    process = w.arrival.get("process", "burst")
+    if process == "poisson":
+        name += f"-poisson{w.arrival['rate']:g}"
+    elif process == "concurrency":
+        name += f"-c{w.arrival['clients']}"
     return replace(spec, name=name)
 
 

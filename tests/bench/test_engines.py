@@ -208,3 +208,24 @@ def test_an_engine_failure_is_the_observation_and_the_worker_carries_on(checkpoi
 def test_the_transformers_backend_does_not_pretend_to_serve_an_arrival_process():
     r = measure(_task(arrival={"process": "poisson", "rate": 5.0}), "sdpa", repeats=1, seed=0)
     assert r["status"] == "unsupported" and "arrive together" in r["message"]
+
+
+def test_show_says_which_engine_wins_where(tmp_path):
+    from click.testing import CliRunner
+
+    from metasel.bench.cells import Cell, observation_table
+    from metasel.cli import main
+    from metasel.data.store import Store
+
+    hw = {"hardware_id": "hw-x", "name": "cpu x", "specs": {"device": "cpu"}, "price_per_hour": None}
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        for t, winner in (("t-a", "ctranslate2/int8+b1"), ("t-b", "sdpa")):
+            for m in ("ctranslate2/int8+b1", "sdpa"):
+                cell = Cell(t, t, _task(), m, 1, 0)
+                result = {"status": "ok", "throughput_tok_s": 200.0 if m == winner else 100.0, "repeats": 1}
+                store.append(observation_table(cell, result, hw, {}))
+    out = CliRunner().invoke(main, ["--store", str(path), "show"]).output
+    block = out.split("best engine per (task, hardware)")[1]
+    rows = {line.split()[0]: line.split()[1:] for line in block.splitlines()[3:5]}
+    assert rows == {"ctranslate2": ["1", "50.0%"], "transformers": ["1", "50.0%"]}

@@ -31,10 +31,9 @@ GATE_TOKENS = 8
 
 def checkpoints_root() -> Path:
     """``$METASEL_CHECKPOINTS_DIR``, else ``$XDG_CACHE_HOME/metasel/checkpoints`` (``~/.cache``)."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "metasel" / "checkpoints"
+    from metasel.bench.engines.envs import cache_dir
+
+    return cache_dir(ENV_VAR, "checkpoints")
 
 
 def max_positions_for(needed: int) -> int:

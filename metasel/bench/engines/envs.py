@@ -84,12 +84,17 @@ ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
 )}
 
 
+def cache_dir(env_var: str, name: str) -> Path:
+    """``$env_var``, else ``$XDG_CACHE_HOME/metasel/NAME`` (``~/.cache``)."""
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "metasel" / name
+
+
 def engines_root() -> Path:
     """``$METASEL_ENGINES_DIR``, else ``$XDG_CACHE_HOME/metasel/engines`` (``~/.cache``)."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "metasel" / "engines"
+    return cache_dir(ENV_VAR, "engines")
 
 
 def get_spec(name: str) -> EngineSpec:
