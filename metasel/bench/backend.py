@@ -9,6 +9,7 @@ observation is appended to the store in its own transaction before the loop hear
 
 from __future__ import annotations
 
+import sys
 import time
 
 from metasel.bench.cells import MEASURED_METRICS, Cell, cell_seed, observation_table
@@ -26,12 +27,27 @@ class CollectorBackend:
         tasks: ``task_id -> TaskSpec`` of the tasks it may be asked to measure.
         repeats, timeout_s: per cell.
         run_seed: the run seed each task's cell seed derives from.
+        auto_install: install an engine the first time one of its methods is asked for (else
+            its cells are ``unsupported`` with the install command).
     """
 
     def __init__(self, worker: LocalWorker, store, tasks: dict, *, repeats: int = 3, timeout_s: float = 600.0,
-                 run_seed: int = 0):
+                 run_seed: int = 0, auto_install: bool = True):
         self.worker, self.store, self.tasks = worker, store, dict(tasks)
         self.repeats, self.timeout_s, self.run_seed = repeats, timeout_s, run_seed
+        self.auto_install = auto_install
+
+    def _engine_ready(self, method: str) -> None:
+        """An engine method's engine is installed on first use, saying so (``auto_install``)."""
+        from metasel.bench.engines import envs
+        from metasel.bench.methods import get
+
+        engine = get(method).engine
+        if engine == "transformers" or not self.auto_install or envs.installed(engine) is not None:
+            return
+        print(f"tune: {method} needs engine {engine!r}, which is not installed; installing it now "
+              f"(first use; {envs.get_spec(engine).note})", file=sys.stderr, flush=True)
+        envs.install(engine)
 
     @property
     def hardware(self) -> dict:
@@ -44,6 +60,7 @@ class CollectorBackend:
         spec = self.tasks.get(task_id)
         if spec is None:
             raise InputDataError(f"collector: no spec for task {task_id!r}; known: {sorted(self.tasks)}")
+        self._engine_ready(method)
         cell = Cell(task_id, spec.name, spec.task_dict(), method, self.repeats, cell_seed(self.run_seed, task_id))
         t0 = time.monotonic()
         result = self.worker.measure(cell, self.timeout_s)

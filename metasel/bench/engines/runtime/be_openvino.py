@@ -27,12 +27,14 @@ def versions() -> dict:
 
 
 def _group_size(checkpoint: str) -> int:
+    """The largest int4 group size that divides every matrix's input width (hidden and MLP sizes)."""
     with open(os.path.join(checkpoint, "config.json")) as f:
-        hidden = int(json.load(f)["hidden_size"])
+        cfg = json.load(f)
+    widths = [int(cfg["hidden_size"]), int(cfg.get("intermediate_size") or cfg["hidden_size"])]
     for g in (128, 64, 32, 16):
-        if hidden % g == 0:
+        if all(w % g == 0 for w in widths):
             return g
-    raise NotImplementedError(f"int4 weights need a hidden size divisible by 16, this model has {hidden}")
+    raise NotImplementedError(f"int4 weights need hidden and intermediate sizes divisible by 16, this model has {widths}")
 
 
 class Backend:
