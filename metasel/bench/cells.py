@@ -6,10 +6,11 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-#: the metrics a collector measurement carries
+from metasel._schema import SCHEMA2_METRICS
+
+#: the metrics a collector measurement carries (the engines' serving metrics are schema 2's)
 MEASURED_METRICS = ("throughput_tok_s", "total_tok_s", "ttft_ms", "tpot_ms", "latency_ms", "peak_mem_mb", "setup_s",
-                    *(f"{m}_{q}_ms" for m in ("ttft", "tpot", "e2e") for q in ("p50", "p90", "p99")),
-                    "goodput_req_s", "convert_s")
+                    *SCHEMA2_METRICS)
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,6 @@ class Method:
             if value not in allowed:
                 raise InputDataError(f"method {self.name!r}: {name}: expected one of {list(allowed)}, got {value!r}")
 
-    def setting(self, key: str, default=None):
-        return dict(self.settings).get(key, default)
-
     def techniques(self) -> dict[str, float]:
         """The technique vector: one number per technique, 0 when absent."""
         if self.engine != "transformers":

@@ -168,15 +168,9 @@ def show_cmd(ctx, metric, hardware_ids, top, as_json):
 def _engine_of_methods(tbl) -> dict[str, str]:
     """method -> its serving engine (the ``engine_*`` technique it has), ``transformers`` for the others."""
     from metasel.data.table import descriptor_map
+    from metasel.domain.techniques import engine_of
 
-    out = {}
-    for name, rec in descriptor_map(tbl.methods, "method").items():
-        tech = rec.get("techniques") or {}
-        if isinstance(tech, str):
-            tech = json.loads(tech)
-        hits = [k[len("engine_"):] for k, v in tech.items() if k.startswith("engine_") and v]
-        out[name] = hits[0] if hits else "transformers"
-    return out
+    return {name: engine_of(rec.get("techniques")) for name, rec in descriptor_map(tbl.methods, "method").items()}
 
 
 @main.command("export")

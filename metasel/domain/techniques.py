@@ -33,9 +33,18 @@ TECHNIQUES: tuple[str, ...] = (SDPA, BF16, INT8_DYNAMIC, WEIGHT_BITS, STATIC_CAC
                                CHUNKED_PREFILL, FLASH_ATTENTION, PREFILL_BATCH_LOG2)
 
 
+ENGINE_PREFIX = "engine_"
+
+
 def engine(name: str) -> str:
     """The one-hot technique of a serving engine (``engine_vllm``); transformers methods have none."""
-    return f"engine_{name}"
+    return ENGINE_PREFIX + name
+
+
+def engine_of(techniques: Any) -> str:
+    """The serving engine a technique vector (a mapping or its JSON) names; ``transformers`` if none."""
+    hits = [k[len(ENGINE_PREFIX):] for k, v in as_dict(techniques).items() if k.startswith(ENGINE_PREFIX) and num(v, 0.0)]
+    return hits[0] if hits else "transformers"
 
 
 def idle_techniques(task: Mapping[str, Any]) -> tuple[str, ...]:

@@ -74,8 +74,6 @@ class EngineProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def measure(self, msg: dict) -> dict:
-        if not self.alive():
-            self.start()
         self._next += 1
         msg = {**msg, "op": "measure", "id": self._next}
         try:
@@ -87,18 +85,20 @@ class EngineProcess:
         if reply is None:
             code = self.proc.wait(timeout=30)
             tail = self._log_tail()
-            self._close_pipes()
-            self.proc = None
+            self._release()
             return {"status": "oom" if code == -9 else "error",
                     "message": f"the {self.engine} worker died (exit code {code}): {tail}"[:500]}
         return reply["result"]
 
-    def _close_pipes(self) -> None:
+    def _release(self) -> None:
+        """Close the pipes and the log of a worker that has exited."""
         for f in (self.proc.stdin, self.proc.stdout):
             try:
                 f.close()
             except OSError:
                 pass
+        self.proc = None
+        self.log.close()
 
     def stop(self) -> None:
         if self.proc is None:
@@ -111,9 +111,7 @@ class EngineProcess:
         except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
-        self._close_pipes()
-        self.proc = None
-        self.log.close()
+        self._release()
 
 
 _PROCESSES: dict[tuple[str, int], EngineProcess] = {}
@@ -141,14 +139,6 @@ def engine_process(engine: str, threads: int) -> EngineProcess:
     return proc
 
 
-def engine_versions() -> dict:
-    """Versions of the engines this process has talked to (for the observation's ``versions``)."""
-    out = {}
-    for p in _PROCESSES.values():
-        out.update(p.versions)
-    return out
-
-
 def arrival_times(workload: dict, n: int, seed: int) -> list[float] | None:
     """Arrival times (s) of a Poisson workload, drawn from the cell's seed; None for the others."""
     import numpy as np
@@ -165,7 +155,7 @@ def arrival_times(workload: dict, n: int, seed: int) -> list[float] | None:
 def measure_engine(task: dict, method, *, repeats: int, seed: int, threads: int) -> dict:
     """Measure one cell of an engine method; the failure, if any, is the result."""
     from metasel.bench.engines.checkpoint import ensure_checkpoint
-    from metasel.bench.serve import make_prompts
+    from metasel.bench.serve import MAX_INNER, MIN_REPEAT_S, make_prompts
 
     model, workload = task["model"], task["workload"]
     prompts, _ = make_prompts(workload, model["vocab"], seed)
@@ -178,7 +168,7 @@ def measure_engine(task: dict, method, *, repeats: int, seed: int, threads: int)
     msg = {"checkpoint": str(checkpoint), "settings": dict(method.settings), "prompts": prompts, "output_len": out_len,
            "arrival": workload.get("arrival") or {"process": "burst"},
            "arrivals": arrival_times(workload, len(prompts), seed), "slo": workload.get("slo") or {},
-           "repeats": int(repeats)}
+           "repeats": int(repeats), "min_repeat_s": MIN_REPEAT_S, "max_inner": MAX_INNER}
     result = proc.measure(msg)
     result.setdefault("repeats", 0)
     result["seed"] = seed

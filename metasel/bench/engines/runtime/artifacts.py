@@ -42,6 +42,12 @@ def converted(checkpoint: str, tag: str, command) -> tuple[str, float]:
     return out, seconds
 
 
+def model_config(checkpoint: str) -> dict:
+    """The checkpoint's transformers ``config.json``."""
+    with open(os.path.join(checkpoint, "config.json")) as f:
+        return json.load(f)
+
+
 def token_names(checkpoint: str) -> list[str]:
     """id -> token string of the checkpoint's word-level tokenizer."""
     with open(os.path.join(checkpoint, "tokenizer.json")) as f:

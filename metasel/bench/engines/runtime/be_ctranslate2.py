@@ -50,8 +50,3 @@ class Backend:
 
         self.gen.generate_batch([self._tokens(p) for p in prompts], max_length=n, min_length=n, end_token=[],
                                 include_prompt_in_result=False, callback=step)
-
-    def serve(self, prompts, n, arrival, arrivals):
-        import loadgen
-
-        return loadgen.serve_batched(prompts, n, arrival, arrivals, self.max_batch, self.run_batch)

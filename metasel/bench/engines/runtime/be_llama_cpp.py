@@ -26,12 +26,11 @@ def versions() -> dict:
 
 class Backend:
     def __init__(self, checkpoint: str, settings: dict, threads: int):
-        import json
-
         import llama_cpp
 
         gguf_type = settings.get("gguf_type", "f32")
         self.exact = gguf_type == "f32"
+        self.max_batch = 1  # the bindings' Llama holds one sequence
         if not os.path.exists(os.path.join(CONVERTER, "convert_hf_to_gguf.py")):
             raise RuntimeError(f"llama.cpp's converter is missing from {CONVERTER}; "
                                "reinstall with: metasel engines install --force llama_cpp")
@@ -39,8 +38,7 @@ class Backend:
             checkpoint, f"gguf-{llama_cpp.__version__}-{gguf_type}",
             lambda tmp: [sys.executable, os.path.join(HERE, "gguf_convert.py"), CONVERTER, checkpoint,
                          os.path.join(tmp, "model.gguf"), gguf_type])
-        with open(os.path.join(checkpoint, "config.json")) as f:
-            n_ctx = int(json.load(f)["max_position_embeddings"])
+        n_ctx = int(artifacts.model_config(checkpoint)["max_position_embeddings"])
         self.llm = llama_cpp.Llama(os.path.join(out, "model.gguf"), n_ctx=n_ctx, n_threads=int(threads),
                                    n_threads_batch=int(threads), n_batch=int(settings.get("n_batch", 512)),
                                    flash_attn=bool(settings.get("flash_attn", False)), verbose=False)
@@ -62,11 +60,6 @@ class Backend:
     def run_batch(self, prompts, n, on_token, stamp=None):
         (prompt,) = prompts
         self._generate(prompt, n, lambda tok: on_token(0))
-
-    def serve(self, prompts, n, arrival, arrivals):
-        import loadgen
-
-        return loadgen.serve_batched(prompts, n, arrival, arrivals, 1, self.run_batch)
 
     def close(self):
         self.llm.close()

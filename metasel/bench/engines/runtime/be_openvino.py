@@ -11,7 +11,6 @@ own TTFT (``perf_metrics``) and every request finishes with the batch. Compute r
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -28,8 +27,7 @@ def versions() -> dict:
 
 def _group_size(checkpoint: str) -> int:
     """The largest int4 group size that divides every matrix's input width (hidden and MLP sizes)."""
-    with open(os.path.join(checkpoint, "config.json")) as f:
-        cfg = json.load(f)
+    cfg = artifacts.model_config(checkpoint)
     widths = [int(cfg["hidden_size"]), int(cfg.get("intermediate_size") or cfg["hidden_size"])]
     for g in (128, 64, 32, 16):
         if all(w % g == 0 for w in widths):
@@ -56,13 +54,12 @@ class Backend:
         self.pipe = og.LLMPipeline(out, "CPU", INFERENCE_NUM_THREADS=int(threads), INFERENCE_PRECISION_HINT="f32")
 
     def _inputs(self, prompts):
+        import loadgen
         import numpy as np
         import openvino as ov
 
-        width = max(map(len, prompts))
-        ids = np.array([[0] * (width - len(p)) + list(p) for p in prompts], dtype=np.int64)
-        mask = np.array([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=np.int64)
-        return self.og.TokenizedInputs(ov.Tensor(ids), ov.Tensor(mask))
+        ids, mask = loadgen.left_pad(prompts)
+        return self.og.TokenizedInputs(ov.Tensor(np.array(ids, dtype=np.int64)), ov.Tensor(np.array(mask, dtype=np.int64)))
 
     def _config(self, n):
         cfg = self.og.GenerationConfig()
@@ -87,9 +84,4 @@ class Backend:
             return
         t0 = time.perf_counter()
         res = self.pipe.generate(self._inputs(prompts), self._config(n))
-        stamp(t0 + res.perf_metrics.get_ttft().mean / 1000.0, time.perf_counter(), len(prompts))
-
-    def serve(self, prompts, n, arrival, arrivals):
-        import loadgen
-
-        return loadgen.serve_batched(prompts, n, arrival, arrivals, self.max_batch, self.run_batch)
+        stamp(t0 + res.perf_metrics.get_ttft().mean / 1000.0, time.perf_counter())

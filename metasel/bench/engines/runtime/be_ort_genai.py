@@ -41,12 +41,15 @@ class Backend:
         self.model = og.Model(cfg)
 
     def _generate(self, prompts, n, on_token):
+        import loadgen
+
         og, np = self.og, self.np
-        width = max(map(len, prompts))
+        ids, _ = loadgen.left_pad(prompts)
+        width = len(ids[0])
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=width + n, min_length=width + n, batch_size=len(prompts), do_sample=False)
         gen = og.Generator(self.model, params)
-        gen.append_tokens(np.array([[0] * (width - len(p)) + list(p) for p in prompts], dtype=np.int32))
+        gen.append_tokens(np.array(ids, dtype=np.int32))
         while not gen.is_done():
             gen.generate_next_token()
             for i, tok in enumerate(gen.get_next_tokens()):
@@ -59,8 +62,3 @@ class Backend:
 
     def run_batch(self, prompts, n, on_token, stamp=None):
         self._generate(prompts, n, lambda i, tok: on_token(i))
-
-    def serve(self, prompts, n, arrival, arrivals):
-        import loadgen
-
-        return loadgen.serve_batched(prompts, n, arrival, arrivals, self.max_batch, self.run_batch)

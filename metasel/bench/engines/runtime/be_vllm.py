@@ -41,11 +41,10 @@ def _free_port() -> int:
 
 
 class Backend:
-    exact = False
-
     def __init__(self, checkpoint: str, settings: dict, threads: int):
-        with open(os.path.join(checkpoint, "config.json")) as f:
-            n_ctx = int(json.load(f)["max_position_embeddings"])
+        import artifacts
+
+        n_ctx = int(artifacts.model_config(checkpoint)["max_position_embeddings"])
         self.exact = settings.get("dtype", "float32") == "float32" and not settings.get("ngram_speculative")
         self.checkpoint, self.port, self.convert_s = checkpoint, _free_port(), 0.0
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", checkpoint,
@@ -82,7 +81,6 @@ class Backend:
                 self.close()
                 raise RuntimeError(f"the vLLM server did not answer within {START_TIMEOUT_S:.0f}s: {self._tail()}")
             time.sleep(1.0)
-        self.start_s = time.perf_counter() - t0
 
     def _tail(self) -> str:
         self.log.flush()
@@ -138,14 +136,8 @@ class Backend:
         t0 = time.perf_counter()
 
         def run(r):
-            def on_tokens(ids):
-                t = time.perf_counter() - t0
-                if r.tokens == 0:
-                    r.first = t
-                r.tokens += len(ids)
-                r.done = t
             try:
-                self._stream(r.prompt, n, on_tokens)
+                self._stream(r.prompt, n, lambda ids: r.got(time.perf_counter() - t0, len(ids)))
             except Exception as exc:  # noqa: BLE001 - raised below, after every thread is done
                 errors.append(exc)
 
@@ -189,11 +181,7 @@ class Backend:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 pass
-        try:  # whatever of its group is still there (engine-core processes)
-            os.killpg(self.proc.pid, 9)
-        except OSError:
-            pass
-        lifetime.GROUPS.discard(self.proc.pid)
+        lifetime.kill(self.proc.pid)  # whatever of its group is still there (engine-core processes)
         self.proc.wait()
         self.log.close()
         try:

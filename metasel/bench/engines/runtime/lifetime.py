@@ -15,10 +15,15 @@ def die_with_parent() -> None:
     ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def kill(pgid: int) -> None:
+    """SIGKILL a process group this worker started (whatever of it is left) and forget it."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+    GROUPS.discard(pgid)
+
+
 def kill_all() -> None:
     for pgid in list(GROUPS):
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
-        GROUPS.discard(pgid)
+        kill(pgid)

@@ -38,6 +38,20 @@ class Request:
         self.done = math.nan
         self.tokens = 0
 
+    def got(self, t: float, n: int = 1) -> None:
+        """``n`` tokens arrived at ``t`` (seconds from the serve's start)."""
+        if self.tokens == 0:
+            self.first = t
+        self.tokens += n
+        self.done = t
+
+
+def left_pad(prompts: list[list[int]], pad: int = 0) -> tuple[list[list[int]], list[list[int]]]:
+    """A batch of prompts left-padded to the longest, and its attention mask."""
+    width = max(map(len, prompts))
+    return ([[pad] * (width - len(p)) + list(p) for p in prompts],
+            [[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+
 
 def percentile(values: list[float], q: float) -> float:
     """Linear-interpolation percentile (numpy's default), NaN for no values."""
@@ -109,7 +123,7 @@ def serve_batched(prompts: list[list[int]], output_len: int, arrival: dict, arri
 
     ``run_batch(prompts, output_len, on_token, stamp)`` generates ``output_len`` tokens for
     each prompt (one batch) and calls ``on_token(i)`` whenever prompt ``i`` of the batch gets
-    a token — or, for an engine that cannot stream a batch, ``stamp(first, done, count)``
+    a token — or, for an engine that cannot stream a batch, ``stamp(first, done)``
     once with the batch's first-token and finish times (``clock`` readings). Returns the
     requests with their times (seconds from the serve's start).
     """
@@ -129,14 +143,9 @@ def serve_batched(prompts: list[list[int]], output_len: int, arrival: dict, arri
             queue.remove(r)
 
         def on_token(i, batch=batch):
-            r = batch[i]
-            t = clock() - t0
-            if r.tokens == 0:
-                r.first = t
-            r.tokens += 1
-            r.done = t
+            batch[i].got(clock() - t0)
 
-        def stamp(first, done, _count, batch=batch):  # an engine that cannot stream a batch: one time for all
+        def stamp(first, done, batch=batch):  # an engine that cannot stream a batch: one time for all
             for r in batch:
                 r.first, r.done, r.tokens = first - t0, done - t0, output_len
 

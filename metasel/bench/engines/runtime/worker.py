@@ -11,7 +11,8 @@ chatter is sent to stderr) and reads stdin.
   or ``{"op": "failed", "message": ...}``.
 - collector → worker: ``{"op": "measure", "id": ..., "checkpoint": DIR, "settings": {...},
   "prompts": [[ids]], "output_len": N, "arrival": {"process": ...}, "arrivals": [s] | null,
-  "slo": {...}, "repeats": R}``; the worker answers ``{"op": "result", "id": ..., "result":
+  "slo": {...}, "repeats": R, "min_repeat_s": S, "max_inner": K}`` (a short workload is served
+  several times per repeat, as the transformers collector does, with its constants); the worker answers ``{"op": "result", "id": ..., "result":
   {"status": ..., metrics ..., "message": ...}}``. A failure of the engine is a result
   (status ``error``/``unsupported``/``oom`` with the engine's message), never a dead worker.
 - collector → worker: ``{"op": "quit"}`` (or end of stdin).
@@ -29,10 +30,6 @@ import statistics
 import sys
 import threading
 import time
-
-MIN_REPEAT_S = 0.25
-MAX_INNER = 20
-
 
 def _watch_parent(parent_pid: int) -> None:
     import lifetime
@@ -121,7 +118,7 @@ class Worker:
         base = _reset_peak([os.getpid()])
         backend, fresh = self._backend(msg["checkpoint"], msg["settings"])
         load_s = time.perf_counter() - t0 if fresh else 0.0
-        base.update({p: r for p, r in _reset_peak(getattr(backend, "pids", lambda: [])()).items()})
+        base.update(_reset_peak(getattr(backend, "pids", lambda: [])()))
         agreement, gate_msg = self.gate(backend, msg["checkpoint"])
         if getattr(backend, "exact", False) and agreement < 1.0:
             return {"status": "error", "message": f"token gate failed: {gate_msg} (an unquantised engine must agree on all)",
@@ -130,27 +127,29 @@ class Worker:
         arrival, arrivals, slo = msg.get("arrival") or {"process": "burst"}, msg.get("arrivals"), msg.get("slo")
 
         def one_serve():
-            return backend.serve(prompts, out_len, arrival, arrivals)
+            if hasattr(backend, "serve"):  # an engine with its own server (vLLM)
+                return backend.serve(prompts, out_len, arrival, arrivals)
+            return lg.serve_batched(prompts, out_len, arrival, arrivals, backend.max_batch, backend.run_batch)
 
         w0 = time.perf_counter()
         warm = lg.summarise([one_serve()], out_len, slo=slo)
         setup_s = load_s + (time.perf_counter() - w0)
         inner = 1 if arrival.get("process") == "poisson" else \
-            max(1, min(MAX_INNER, math.ceil(MIN_REPEAT_S * 1000.0 / max(warm["latency_ms"], 1e-3))))
+            max(1, min(int(msg["max_inner"]), math.ceil(float(msg["min_repeat_s"]) * 1000.0 / max(warm["latency_ms"], 1e-3))))
         runs = [lg.summarise([one_serve() for _ in range(inner)], out_len, slo=slo) for _ in range(int(msg["repeats"]))]
         result = _median_runs(runs)
         thr = [r["throughput_tok_s"] for r in runs]
-        result.update(status="ok", repeats=len(runs), setup_s=setup_s, convert_s=getattr(backend, "convert_s", 0.0),
+        result.update(status="ok", repeats=len(runs), setup_s=setup_s,
+                      convert_s=getattr(backend, "convert_s", 0.0) if fresh else 0.0,
                       peak_mem_mb=_peak_mb(base), token_agreement=agreement,
                       spread=statistics.pstdev(thr) / statistics.median(thr) if len(thr) > 1 else 0.0,
-                      message=f"{gate_msg}" + (f"; {inner} serves per repeat" if inner > 1 else ""))
+                      message=gate_msg + (f"; {inner} serves per repeat" if inner > 1 else ""))
         return result
 
 
 def _failure(exc: BaseException) -> dict:
     text = f"{type(exc).__name__}: {exc}".strip()
-    return {"status": "error", "message": text.splitlines()[0][:500] if text else type(exc).__name__,
-            "exception": type(exc).__name__}
+    return {"status": "error", "message": text.splitlines()[0][:500], "exception": type(exc).__name__}
 
 
 def main(argv) -> int:
