@@ -6,8 +6,15 @@ import math
 from typing import Any, Iterable, Mapping
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
+def preview(value: Any) -> str:
+    """A bounded preview of a value: never formats more than a few items of a few levels
+    (a huge or self-sharing value would otherwise be expanded whole)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset = 3, 4, 4, 4, 4
+    r.maxstring, r.maxother, r.maxlong = 50, 50, 40
+    text = r.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -26,7 +33,7 @@ class Checker:
 
         msg = f"{where(self.source, path)}: expected {expected}"
         if show_got and got is not ...:
-            msg += f", got {_show(got)}"
+            msg += f", got {preview(got)}"
         raise InputDataError(msg)
 
     def mapping(self, value: Any, path: str) -> Mapping:
@@ -56,7 +63,7 @@ class Checker:
             raise InputDataError(f"{where(self.source, full)}: required field is missing")
         return value[key]
 
-    def integer(self, value: Any, path: str, *, minimum: int | None = None) -> int:
+    def integer(self, value: Any, path: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer() and math.isfinite(value):
                 value = int(value)
@@ -64,6 +71,8 @@ class Checker:
                 self.fail(path, _int_word(minimum), value)
         if minimum is not None and value < minimum:
             self.fail(path, _int_word(minimum), value)
+        if maximum is not None and value > maximum:
+            self.fail(path, f"{_int_word(minimum)} of at most {maximum:,} (a plausible size)", value)
         return int(value)
 
     def number(

@@ -41,7 +41,13 @@ OBS_COLUMNS: dict[str, str] = {
     "seed": "int",
     "source": "str",
     "flags": "str",
+    "machine": "str",  # store schema 3: the machine's state during the cell (JSON; bench.machine)
 }
+#: observation columns added after schema 1; an observation's id hashes one only when it is set,
+#: so the ids of observations written before it do not change
+LATE_COLUMNS: frozenset[str] = frozenset({*SCHEMA2_METRICS, "machine"})
+#: the flag of an observation measured on a busy machine or with disagreeing repeats
+NOISY = "noisy"
 KEY_COLUMNS: tuple[str, ...] = ("task_id", "method", "hardware_id")
 
 TASK_COLUMNS: tuple[str, ...] = ("task_id", "name", "spec", "features")

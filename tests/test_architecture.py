@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "metasel"
 # Lower layers never import higher ones; parts in one layer never import each other.
 LAYERS = [
     {"errors"},
-    {"_schema", "_check", "_format", "plots"},
+    {"_schema", "_check", "_format", "_yaml", "plots"},
     {"domain"},
     {"spec"},
     {"data"},

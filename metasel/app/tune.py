@@ -36,6 +36,9 @@ def tune(spec, store, *, budget: int | None = None, budget_seconds: float | None
     from metasel.bench.executors.local import LocalWorker
     from metasel.select import Selector, StopRule, run
 
+    from metasel.bench.collect import warn_if_busy
+
+    warn_if_busy(spec.hardware.threads, say=lambda m: say(f"warning: {m}"))
     worker = LocalWorker(threads=spec.hardware.threads, device="cpu")
     say("starting the measuring process…")
     worker.start()
@@ -48,6 +51,8 @@ def tune(spec, store, *, budget: int | None = None, budget_seconds: float | None
         sel = Selector(model, spec.task_id, hardware["hardware_id"], table=descriptor_table(task, hardware), rule=rule)
         prior = sel.surrogate.predict([(spec.task_id, m, hardware["hardware_id"]) for m in sel.state.candidates])
         predicted = {m: math.exp(mu) for m, mu in zip(sel.state.candidates, prior.mean)}
+        lo90, hi90 = prior.interval(0.9)
+        log_prior = {m: v for m, *v in zip(sel.state.candidates, prior.mean, prior.std, lo90, hi90)}
         resumed = _resume(sel, table, spec.task_id, hardware["hardware_id"], metric)
         if resumed:
             say(f"resuming: {resumed} benchmark(s) of this task already in the store")
@@ -61,6 +66,11 @@ def tune(spec, store, *, budget: int | None = None, budget_seconds: float | None
             got = step.measurement
             value = got.value(metric)
             say(f"    {got.status}" + (f": {_number(value)} {metric}" if value is not None else f": {got.message[:80]}"))
+            surprise = far_from_prediction(value, *log_prior.get(step.ask.method, (math.nan,) * 4))
+            if surprise:
+                busy = got.message if got.message.startswith("noisy") else \
+                    "the machine was quiet during it (flagged noisy otherwise)"
+                say(f"    warning: measured {_number(value)}, {surprise} ({busy})")
             if selector.state.measured:
                 curve.append(selector.best().value)
 
@@ -84,3 +94,21 @@ def _resume(sel, table, task_id: str, hardware_id: str, metric: str) -> int:
         sel.tell(m, v if st == "ok" else None, status=st)
         told += 1
     return told
+
+
+#: how many predictive standard deviations (of log value) make a measurement "far" from its prediction
+SURPRISE_Z = 3.0
+
+
+def far_from_prediction(value: float | None, log_mean: float, log_std: float, log_lo90: float,
+                        log_hi90: float) -> str | None:
+    """Why ``value`` lies far outside its zero-shot prediction (more than :data:`SURPRISE_Z`
+    standard deviations of log value; the 90% interval is quoted), or None."""
+    if value is None or not value > 0 or not log_std > 0:
+        return None
+    z = (math.log(value) - log_mean) / log_std
+    if abs(z) <= SURPRISE_Z:
+        return None
+    lo, hi = math.exp(log_lo90), math.exp(log_hi90)
+    return (f"far {'below' if z < 0 else 'above'} the predicted {_number(math.exp(log_mean))} "
+            f"(90% interval {_number(lo)}-{_number(hi)}; {abs(z):.1f} sd)")

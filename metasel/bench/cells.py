@@ -52,7 +52,8 @@ def observation_table(cell: Cell, result: dict, hardware: dict, versions: dict):
            **{m: result.get(m, math.nan) for m in metrics},
            "repeats": max(1, int(result.get("repeats") or 1)), "spread": result.get("spread", math.nan),
            "status": result["status"], "message": result.get("message", ""), "timestamp": now_iso(),
-           "versions": {**versions, **(result.get("versions") or {})}, "seed": cell.seed, "source": "collect", "flags": ""}
+           "versions": {**versions, **(result.get("versions") or {})}, "seed": cell.seed, "source": "collect", "flags": result.get("flags", ""),
+           "machine": result.get("machine") or ""}
     if row["status"] != "ok":
         for m in metrics:
             row[m] = math.nan

@@ -30,11 +30,13 @@ class Summary:
     by_status: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STATUSES})
     seconds: float = 0.0
     hardware: list[str] = field(default_factory=list)
+    noisy: int = 0  # ok cells flagged noisy (a busy machine or disagreeing repeats)
 
     def line(self) -> str:
         failed = {k: v for k, v in self.by_status.items() if k != "ok" and v}
         fails = ", ".join(f"{k} {v}" for k, v in failed.items()) or "none"
-        return (f"collected {self.done} cells ({self.by_status['ok']} ok; failed: {fails}), "
+        noisy = f", {self.noisy} of them noisy (--remeasure-noisy measures them again)" if self.noisy else ""
+        return (f"collected {self.done} cells ({self.by_status['ok']} ok{noisy}; failed: {fails}), "
                 f"skipped {self.skipped} already measured, in {_fmt_time(self.seconds)} "
                 f"on {len(self.hardware)} hardware profile(s)")
 
@@ -65,6 +67,8 @@ class Progress:
         if self.enabled:
             thr = result.get("throughput_tok_s")
             what = f"{thr:,.1f} tok/s" if result["status"] == "ok" and thr is not None else result.get("message", "")[:70]
+            if result.get("flags"):
+                what += f" [{result['message'][:90]}]"
             self.bar.write(f"{hardware_name} | {cell.task_name} | {cell.method}: {result['status']} {what}", file=self.stream)
         self.bar.update(1)
 
@@ -77,7 +81,7 @@ class Progress:
 
 def collect(tasks: Iterable, store, *, methods=None, repeats: int = 3, threads: Iterable[int | None] = (None,),
             device: str = "cpu", ray: str | None = None, force: bool = False, timeout_s: float = 600.0,
-            seed: int = 0, progress: bool = True, stream=None) -> Summary:
+            seed: int = 0, progress: bool = True, stream=None, remeasure_noisy: bool = False) -> Summary:
     """Measure every (task, method) cell on each hardware profile and store each result.
 
     Args:
@@ -87,6 +91,7 @@ def collect(tasks: Iterable, store, *, methods=None, repeats: int = 3, threads: 
         threads: one hardware profile per entry (``None``: all cores).
         ray: a Ray address, ``auto`` or ``local``; ``None`` runs here.
         force: measure cells again even if the store has them for this hardware.
+        remeasure_noisy: measure again cells whose every observation here is flagged noisy.
     """
     from metasel.bench import methods as registry
 
@@ -101,6 +106,7 @@ def collect(tasks: Iterable, store, *, methods=None, repeats: int = 3, threads: 
         store.append(observation_table(cell, result, hardware, versions))
         summary.done += 1
         summary.by_status[result["status"]] = summary.by_status.get(result["status"], 0) + 1
+        summary.noisy += bool(result.get("flags"))
         bar.update(cell, hardware["name"], result)
 
     def on_skip(cell, hardware):
@@ -109,15 +115,28 @@ def collect(tasks: Iterable, store, *, methods=None, repeats: int = 3, threads: 
 
     try:
         for th in threads:
+            if not ray:
+                warn_if_busy(th, say=lambda m: print(f"collect: warning: {m}", file=stream or sys.stderr, flush=True))
             if ray:
                 hws = run_ray(cells, address=ray, threads=th, device=device, timeout_s=timeout_s, store=store,
-                              force=force, on_result=on_result, on_skip=on_skip)
+                              force=force, on_result=on_result, on_skip=on_skip, clean_only=remeasure_noisy)
                 summary.hardware += [h["hardware_id"] for h in hws]
             else:
                 hw = run_local(cells, threads=th, device=device, timeout_s=timeout_s, store=store, force=force,
-                               on_result=on_result, on_skip=on_skip)
+                               on_result=on_result, on_skip=on_skip, clean_only=remeasure_noisy)
                 summary.hardware.append(hw["hardware_id"])
     finally:
         bar.close()
         summary.seconds = time.monotonic() - t0
     return summary
+
+
+def warn_if_busy(threads: int | None, *, say, seconds: float = 1.0) -> str | None:
+    """Say in one line when other processes keep this machine too busy for a ``threads``-thread
+    measurement (sampled for ``seconds``); returns the reason, or None."""
+    from metasel.bench.machine import busy_reason, sample
+
+    why = busy_reason(sample(seconds), threads)
+    if why:
+        say(f"this machine is busy: {why}; what is measured now will be flagged noisy")
+    return why

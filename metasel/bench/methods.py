@@ -114,7 +114,12 @@ def get(name: str) -> Method:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise InputDataError(f"unknown method {name!r}; known methods: {sorted(REGISTRY)}") from None
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(REGISTRY), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise InputDataError(f"unknown method {str(name)[:80]!r}; {hint}'metasel collect --list' shows all "
+                             f"{len(REGISTRY)}") from None
 
 
 def resolve(names) -> list[Method]:

@@ -15,11 +15,18 @@ from metasel.errors import MetaselError
 
 
 class _Group(click.Group):
-    """Turns a :class:`MetaselError` into one line on stderr and exit code 1."""
+    """Turns a :class:`MetaselError` into one line on stderr and exit code 1, and a usage
+    mistake (an unknown option, a missing or bad argument) into one line and exit code 2."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else "metasel"
+            click.echo(f"metasel: error: {exc.format_message()} (see '{where} --help')", err=True)
+            ctx.exit(2)
         except MetaselError as exc:
             if (ctx.obj or {}).get("debug"):
                 raise

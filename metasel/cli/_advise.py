@@ -8,7 +8,7 @@ import math
 import click
 
 from metasel.cli import main
-from metasel.cli._data import open_store
+from metasel.cli._data import check_output_path, open_store
 from metasel._format import number, table
 
 
@@ -53,6 +53,7 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
 
     choice = Choice("quantile", risk) if risk is not None else Choice.parse(choose)
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    check_output_path(plot_path, "--plot")
     spec = load_task_spec(task_path)
     hardware_spec = _hardware_spec(spec, hardware_path)
     with open_store(ctx, create=False) as store:
@@ -124,6 +125,7 @@ def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_ga
     from metasel.app.tune import tune
     from metasel.spec import load_task_spec
 
+    check_output_path(plot_path, "--plot")
     spec = load_task_spec(task_path)
     metric = spec.objective.metric
     with open_store(ctx) as store:

@@ -33,13 +33,15 @@ def _threads(text: str) -> list[int | None]:
               help="Seconds per cell before it is recorded as a timeout [default: grid's, else 600].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed; each cell's seed derives from it.")
 @click.option("--force", is_flag=True, help="Measure cells again even if this hardware has them.")
+@click.option("--remeasure-noisy", is_flag=True,
+              help="Measure again cells whose every observation here is flagged noisy (a busy machine, unstable repeats).")
 @click.option("--list", "list_only", is_flag=True, help="List the methods and exit.")
 @click.option("--quiet", is_flag=True, help="No per-cell progress lines.")
 @click.option("--landmarks/--no-landmarks", default=True, show_default=True,
               help="Then measure the landmarks of the grid's tasks that have none (see 'metasel landmarks').")
 @click.pass_context
-def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, timeout_s, seed, force, list_only, quiet,
-                landmarks):
+def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, timeout_s, seed, force, remeasure_noisy,
+                list_only, quiet, landmarks):
     """Measure (task, method) cells on this machine (or a Ray cluster) and append them to the store.
 
     Resumable: cells this hardware already has are skipped unless --force. Each
@@ -65,7 +67,7 @@ def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, 
     with open_store(ctx) as store:
         summary = collect(tasks, store, methods=names, repeats=repeats or g_repeats or 3, threads=_threads(threads),
                           device=device, ray=ray_address, force=force, timeout_s=timeout_s or g_timeout or 600.0,
-                          seed=seed, progress=not quiet)
+                          seed=seed, progress=not quiet, remeasure_noisy=remeasure_noisy)
         click.echo(summary.line())
         if landmarks:
             from metasel.bench.landmarks import fill_store

@@ -14,10 +14,38 @@ from metasel.errors import InputDataError
 FORMATS = ("auto", "metasel", "generic", "llm-inference-bench")
 
 
-def open_store(ctx: click.Context, *, create: bool = True):
+def open_store(ctx: click.Context, *, create: bool = True, readonly: bool = False):
+    """The ``--store`` (or default) store; ``readonly`` for commands that only read it (nothing is written,
+    not even a schema upgrade)."""
     from metasel.data.store import Store
 
-    return Store(ctx.obj.get("store_path"), create=create)
+    return Store(ctx.obj.get("store_path"), create=create and not readonly, readonly=readonly)
+
+
+def check_output_path(path: str | None, what: str, *, folder: bool = False) -> None:
+    """Fail before any work when ``path`` (a file, or with ``folder`` a folder, made here if it is
+    missing) cannot be written: a file is created in the place and removed again."""
+    import os
+    import tempfile
+
+    if not path:
+        return
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise InputDataError(f"{what} {path}: expected a folder, got a file")
+    if not folder and p.is_dir():
+        raise InputDataError(f"{what} {path}: expected a file name, got a folder")
+    place = p if folder else p.parent
+    try:
+        if folder:
+            place.mkdir(parents=True, exist_ok=True)
+        elif not place.is_dir():
+            raise InputDataError(f"{what} {path}: no folder {str(place)!r}")
+        fd, tmp = tempfile.mkstemp(prefix=".metasel-check-", dir=place)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise InputDataError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _detect_format(path: Path) -> str:
@@ -102,11 +130,12 @@ def _default_metric(tbl) -> str:
 @click.pass_context
 def show_cmd(ctx, metric, hardware_ids, top, as_json):
     """Summarise the store: counts, coverage of the task × method × hardware cube, best methods."""
-    from metasel._schema import METRICS
+    from metasel._schema import METRICS, NOISY
 
-    with open_store(ctx, create=False) as store:
+    with open_store(ctx, readonly=True) as store:
+        _known_hardware(store, hardware_ids)
         tbl = store.load(hardware=hardware_ids or None)
-        path, schema = store.path, store.schema_version()
+        path, schema, retracted = store.path, store.schema_version(), store.num_retracted()
     if len(tbl) == 0:
         click.echo(f"store: {path} (schema {schema}): empty")
         return
@@ -120,9 +149,11 @@ def show_cmd(ctx, metric, hardware_ids, top, as_json):
     per_method = tbl.observations.groupby("method").size()
     per_hw = tbl.observations.groupby("hardware_id").size()
     names = dict(zip(tbl.tasks["task_id"], tbl.tasks["name"]))
+    noisy = int(tbl.observations["flags"].str.contains(NOISY, regex=False).sum())
     if as_json:
         click.echo(json.dumps({
             "store": str(path), "schema_version": schema, "coverage": cov, "status": status,
+            "noisy": noisy, "retracted": retracted,
             "metric": metric, "direction": tbl.direction(metric),
             "best_method_counts": {k: int(v) for k, v in dist.items()},
             "observations_per_method": {k: int(v) for k, v in per_method.items()},
@@ -134,6 +165,9 @@ def show_cmd(ctx, metric, hardware_ids, top, as_json):
         return
     click.echo(f"store: {path} (schema {schema})")
     click.echo(f"observations: {cov['observations']:,}  (" + ", ".join(f"{k} {v:,}" for k, v in status.items()) + ")")
+    if noisy or retracted:
+        click.echo(f"quality: {noisy:,} flagged noisy (a busy machine or disagreeing repeats; fits weigh them less), "
+                   f"{retracted:,} retracted (kept in the log, left out of every read)")
     click.echo(f"cube: {cov['tasks']:,} tasks x {cov['methods']:,} methods x {cov['hardware']:,} hardware = {cov['cube']:,} cells; "
                f"observed {cov['cells_observed']:,} ({cov['fraction_observed']:.1%}), ok {cov['cells_ok']:,}")
     click.echo("")
@@ -182,11 +216,48 @@ def export_cmd(ctx, out, fmt, hardware_ids):
     """Export the store as a folder (4 tables + manifest.json) that 'metasel import' reads back."""
     from metasel.data.store import export_table
 
-    with open_store(ctx, create=False) as store:
+    check_output_path(out, "export", folder=True)
+    with open_store(ctx, readonly=True) as store:
+        _known_hardware(store, hardware_ids)
         tbl = store.load(hardware=hardware_ids or None)
     export_table(tbl, out, fmt=fmt)
     click.echo(f"exported {len(tbl):,} observations ({len(tbl.tasks)} tasks, {len(tbl.methods)} methods, "
                f"{len(tbl.hardware)} hardware) to {out} as {fmt}")
+
+
+def _known_hardware(store, hardware_ids) -> None:
+    """A ``--hardware`` id the store does not have is an error naming the ones it has."""
+    if not hardware_ids:
+        return
+    known = store.hardware_ids()
+    for h in hardware_ids:
+        if h not in known:
+            shown = ", ".join(known[:8]) + (f", … ({len(known)} in all)" if len(known) > 8 else "")
+            raise InputDataError(f"--hardware: no hardware {h!r} in {store.path}; known: {shown or 'none (empty store)'}")
+
+
+@main.command("retract")
+@click.argument("obs_ids", nargs=-1)
+@click.option("--noisy", "all_noisy", is_flag=True, help="Retract every observation flagged noisy.")
+@click.option("--reason", required=True, help="What was wrong with the measurements (kept with the retraction).")
+@click.pass_context
+def retract_cmd(ctx, obs_ids, all_noisy, reason):
+    """Retract bad observations: they stay in the store's append-only log, and fit, suggest,
+    tune, show and export leave them out (collect measures their cells again).
+
+    Observation ids are in the obs_id column of an export's observations file."""
+    from metasel._schema import NOISY
+
+    if not obs_ids and not all_noisy:
+        raise InputDataError("retract: expected observation ids or --noisy, got neither")
+    with open_store(ctx, create=False) as store:
+        ids = list(obs_ids)
+        if all_noisy:
+            obs = store.load().observations
+            ids += obs.loc[obs["flags"].str.contains(NOISY, regex=False), "obs_id"].tolist()
+        n = store.retract(ids, reason) if ids else 0
+        click.echo(f"retracted {n} observation(s) ({len(ids) - n} already retracted) in {store.path}; "
+                   f"{store.num_retracted()} retracted in all")
 
 
 @main.command("validate")
@@ -201,6 +272,13 @@ def validate_cmd(spec, as_json):
     if is_grid:
         grid = parse_grid_spec(raw, source=spec)
         tasks = list(grid.tasks)
+        if grid.methods:
+            from metasel.bench.methods import resolve
+
+            try:
+                resolve(grid.methods)  # what collect would refuse
+            except InputDataError as exc:
+                raise InputDataError(f"{spec}: methods: {exc}") from None
     else:
         tasks = [parse_task_spec(raw, source=spec)]
     if as_json:

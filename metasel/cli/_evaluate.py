@@ -55,11 +55,14 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
 
     require("sklearn", feature="metasel evaluate", extra="eval")
     choice = Choice.parse(choose)  # a usage mistake is reported before the data are read
+    from metasel.cli._data import check_output_path
+
+    check_output_path(out_dir, "--out", folder=True)
     path = Path(data)
     if path.is_file() and path.suffix in (".sqlite", ".db"):
         from metasel.data.store import Store
 
-        with Store(path, create=False) as s:
+        with Store(path, readonly=True) as s:
             table = s.load()
     else:
         table = read_source(data, "auto", features=features, objective=objective or "min")

@@ -7,7 +7,7 @@ import time
 import click
 
 from metasel.cli import main
-from metasel.cli._data import open_store
+from metasel.cli._data import check_output_path, open_store
 
 
 @main.command("fit")
@@ -43,7 +43,8 @@ def fit_cmd(ctx, metric, out_path, hardware_ids, exclude_flags, steps, embed, me
     require("jax", feature="metasel fit", extra="surrogate")
     from metasel.surrogate import BayesianSurrogate, TrainConfig
 
-    with open_store(ctx, create=False) as store:
+    check_output_path(out_path, "--out")
+    with open_store(ctx, readonly=True) as store:
         table = store.load(hardware=hardware_ids or None)
     if exclude_flags:
         table = table.filter(exclude_flags=exclude_flags)

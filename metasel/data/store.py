@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from metasel._schema import (
-    HARDWARE_COLUMNS, METHOD_COLUMNS, METRIC_NAMES, OBS_COLUMNS, TASK_COLUMNS,
+    HARDWARE_COLUMNS, METHOD_COLUMNS, METRIC_NAMES, NOISY, OBS_COLUMNS, TASK_COLUMNS,
 )
 from metasel.errors import InputDataError, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from metasel.data.table import PerfTable
 
-SCHEMA_VERSION = 2  # 2: serving percentiles, goodput and conversion time (SCHEMA2_METRICS)
+#: seconds a write waits for another process's lock before it fails with one line naming the holder
+LOCK_TIMEOUT_S = 30.0
+SCHEMA_VERSION = 3  # 2: serving percentiles, goodput and conversion time (SCHEMA2_METRICS);
+#                    3: the machine's state per observation (``machine``) and retractions
 APP_ID = 0x6D657461  # "meta": marks the file as a metasel store
 ENV_VAR = "METASEL_STORE"
 
@@ -42,6 +45,8 @@ _SCHEMA = [
         for c, k in OBS_COLUMNS.items()
     )
     + ")",
+    # an observation retracted (a bad measurement) stays in the append-only log; reads leave it out
+    "CREATE TABLE IF NOT EXISTS retractions (obs_id TEXT PRIMARY KEY, reason TEXT NOT NULL, timestamp TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS obs_cell ON observations (hardware_id, task_id, method)",
     "CREATE TRIGGER IF NOT EXISTS obs_no_update BEFORE UPDATE ON observations "
     "BEGIN SELECT RAISE(ABORT, 'observations are append-only'); END",
@@ -72,21 +77,64 @@ class Store:
         timeout: seconds to wait for another writer's lock.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True, timeout: float = 120.0):
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True, timeout: float | None = None,
+                 readonly: bool = False):
         self.path = Path(path) if path is not None else default_store_path()
+        self.readonly = readonly
+        self.timeout = float(os.environ.get("METASEL_STORE_TIMEOUT", LOCK_TIMEOUT_S)) if timeout is None else timeout
         exists = self.path.exists()
-        if not exists and not create:
+        if not exists and (not create or readonly):
             raise StoreError(f"{self.path}: no store here (run 'metasel import' or 'metasel collect' first)")
         if exists and self.path.is_dir():
             raise StoreError(f"{self.path}: expected a store file, got a directory")
         if not exists:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            parent = self.path.parent
+            if path is None or (parent / "").exists():
+                parent.mkdir(parents=True, exist_ok=True)  # the default store's folder is made on first use
+            else:
+                raise StoreError(f"{self.path}: no folder {str(parent)!r} to create the store in (a typo? create the "
+                                 f"folder first)")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise StoreError(f"{self.path}: cannot create a store in {str(parent)!r} (no write permission)")
+        elif readonly and self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path}: an empty file, not a metasel store")
         try:
-            self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            if readonly:
+                self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.timeout,
+                                            isolation_level=None)
+            else:
+                self._con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             self._check_and_init(exists)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             self._close_quietly()
-            raise StoreError(f"{self.path}: not a metasel store ({exc})") from exc
+            raise self._error(exc, "open") from None
+        except StoreError:
+            self._close_quietly()
+            raise
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        """One line for a failed SQLite operation: what is wrong with the file and what to do."""
+        text = str(exc)
+        low = text.lower()
+        if "locked" in low or "busy" in low:
+            holders = _lock_holders(self.path)
+            who = f" (open in {holders})" if holders else ""
+            return StoreError(f"{self.path}: another process holds the store's write lock{who} and did not release it "
+                              f"within {self.timeout:g}s; try again when it has finished "
+                              f"(METASEL_STORE_TIMEOUT sets the wait)")
+        if "readonly" in low or "read-only" in low:
+            return StoreError(f"{self.path}: the store is read-only here (file or folder permissions), so it cannot "
+                              f"{doing}; a read-only command (show, export, suggest --no-landmarks) can still read it")
+        if "not a database" in low or "file is encrypted" in low:
+            return StoreError(f"{self.path}: not a metasel store: not an SQLite file ({text})")
+        if "malformed" in low:
+            return StoreError(f"{self.path}: the store file is damaged ({text}); restore it from a backup or "
+                              f"re-import an export")
+        if "no such table" in low or "no such column" in low:
+            return StoreError(f"{self.path}: not a metasel store of a known schema ({text})")
+        if "unable to open" in low or "disk i/o" in low or "permission" in low:
+            return StoreError(f"{self.path}: cannot {doing} the store ({text}; check the path and its permissions)")
+        return StoreError(f"{self.path}: cannot {doing} the store ({type(exc).__name__}: {text})")
 
     def _close_quietly(self) -> None:
         con = getattr(self, "_con", None)
@@ -109,6 +157,15 @@ class Store:
                 f"{self.path}: written by a newer metasel (store schema {version}, this metasel reads up to "
                 f"{SCHEMA_VERSION}); upgrade metasel to read it"
             )
+        if existed and tables and not {"observations", "tasks", "methods", "hardware", "directions"} <= tables:
+            raise StoreError(f"{self.path}: a metasel store with tables missing (has {sorted(tables)[:6]}); "
+                             f"restore it from a backup or re-import an export")
+        self._columns = {r[1] for r in con.execute("PRAGMA table_info(observations)")} if tables else set(OBS_COLUMNS)
+        self._has_retractions = "retractions" in tables or not tables
+        if self.readonly:  # read as it is: an older schema's missing columns read as empty, nothing is written
+            if not tables:
+                raise StoreError(f"{self.path}: an empty SQLite file, not a metasel store")
+            return
         if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             con.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a committed append survives a killed process (not a power cut).
@@ -127,18 +184,34 @@ class Store:
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),))
+            self._columns, self._has_retractions = set(OBS_COLUMNS), True
 
     @contextmanager
-    def _transaction(self):
+    def _transaction(self, doing: str = "write to"):
         con = self._con
-        con.execute("BEGIN IMMEDIATE")
+        if con is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only; cannot {doing} it")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(exc, doing) from None
         try:
             yield con
+        except sqlite3.Error as exc:
+            con.execute("ROLLBACK")
+            raise self._error(exc, doing) from None
         except BaseException:
             con.execute("ROLLBACK")
             raise
         else:
-            con.execute("COMMIT")
+            try:
+                con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise self._error(exc, doing) from None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -241,52 +314,135 @@ class Store:
 
     # ------------------------------------------------------------------ reading
 
-    def _frames(self, where: str = "", params: tuple = ()):
+    def _frames(self, where: str = "", params: tuple = (), retracted: str = "exclude"):
         import pandas as pd
 
         if self._con is None:
             raise StoreError(f"{self.path}: the store is closed")
         con = self._con
-        con.execute("BEGIN")  # one consistent snapshot for the four reads
+        kept = "" if retracted == "include" or not self._has_retractions else \
+            "obs_id NOT IN (SELECT obs_id FROM retractions)" if retracted == "exclude" else \
+            "obs_id IN (SELECT obs_id FROM retractions)"
+        if retracted == "only" and not self._has_retractions:
+            kept = "0"
+        where = " AND ".join(w for w in (where, kept) if w)
+        cols = ", ".join(c if c in self._columns else f"NULL AS {c}" for c in OBS_COLUMNS)  # an older read-only store
         try:
-            obs = pd.read_sql_query(f"SELECT {', '.join(OBS_COLUMNS)} FROM observations {where} ORDER BY rowid", con, params=params)
-            tasks = pd.read_sql_query("SELECT * FROM tasks", con)
-            methods = pd.read_sql_query("SELECT * FROM methods", con)
-            hardware = pd.read_sql_query("SELECT * FROM hardware", con)
-            directions = dict(con.execute("SELECT metric, direction FROM directions").fetchall())
-        finally:
-            con.execute("COMMIT")
+            con.execute("BEGIN")  # one consistent snapshot for the four reads
+            try:
+                obs = pd.read_sql_query(f"SELECT {cols} FROM observations "
+                                        f"{'WHERE ' + where if where else ''} ORDER BY rowid", con, params=params)
+                tasks = pd.read_sql_query("SELECT * FROM tasks", con)
+                methods = pd.read_sql_query("SELECT * FROM methods", con)
+                hardware = pd.read_sql_query("SELECT * FROM hardware", con)
+                directions = dict(con.execute("SELECT metric, direction FROM directions").fetchall())
+            finally:
+                if con.in_transaction:
+                    con.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from None
+        except pd.errors.DatabaseError as exc:  # pandas wraps the sqlite error
+            cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else sqlite3.DatabaseError(str(exc))
+            raise self._error(cause, "read") from None
         for m in METRIC_NAMES + ("spread",):
             obs[m] = pd.to_numeric(obs[m], errors="coerce").astype(float)
         hardware["price_per_hour"] = pd.to_numeric(hardware["price_per_hour"], errors="coerce").astype(float)
         return obs, tasks, methods, hardware, directions
 
-    def load(self, *, hardware: Iterable[str] | None = None) -> "PerfTable":
-        """The stored performance table (optionally only some hardware)."""
+    def load(self, *, hardware: Iterable[str] | None = None, retracted: str = "exclude") -> "PerfTable":
+        """The stored performance table (optionally only some hardware).
+
+        Args:
+            retracted: ``exclude`` (default: what fits and suggestions use), ``include``, or
+                ``only`` the retracted observations (:meth:`retract`).
+        """
         from metasel.data.table import PerfTable
 
+        if retracted not in ("exclude", "include", "only"):
+            raise InputDataError(f"retracted: expected 'exclude', 'include' or 'only', got {retracted!r}")
         where, params = "", ()
         if hardware is not None:
             hw = list(hardware)
-            where, params = f"WHERE hardware_id IN ({', '.join('?' * len(hw))})", tuple(hw)
-        obs, tasks, methods, hardware_f, directions = self._frames(where, params)
+            where, params = f"hardware_id IN ({', '.join('?' * len(hw))})", tuple(hw)
+        obs, tasks, methods, hardware_f, directions = self._frames(where, params, retracted)
         table = PerfTable(obs, tasks, methods, hardware_f, directions=directions, source=str(self.path))
         if hardware is not None:
             table = table.filter(hardware=hw)
         return table
 
-    def count(self) -> int:
-        return self._con.execute("SELECT COUNT(*) FROM observations").fetchone()[0]
+    def _query(self, sql: str, params: tuple = ()) -> list:
+        if self._con is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        try:
+            return self._con.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from None
 
-    def measured_cells(self, hardware_id: str) -> set[tuple[str, str]]:
-        """(task_id, method) pairs with any observation on ``hardware_id``."""
-        rows = self._con.execute(
-            "SELECT DISTINCT task_id, method FROM observations WHERE hardware_id=?", (hardware_id,)
-        ).fetchall()
+    def _not_retracted(self) -> str:
+        return " AND obs_id NOT IN (SELECT obs_id FROM retractions)" if self._has_retractions else ""
+
+    def count(self) -> int:
+        """Observations in the log, retracted ones included."""
+        return self._query("SELECT COUNT(*) FROM observations")[0][0]
+
+    def measured_cells(self, hardware_id: str, *, clean_only: bool = False) -> set[tuple[str, str]]:
+        """(task_id, method) pairs with an observation on ``hardware_id`` that is not retracted
+        (with ``clean_only``: one not flagged ``noisy``, so noisy cells are measured again)."""
+        noisy = f" AND instr(flags, '{NOISY}') = 0" if clean_only else ""
+        rows = self._query(f"SELECT DISTINCT task_id, method FROM observations WHERE hardware_id=?"
+                           f"{self._not_retracted()}{noisy}", (hardware_id,))
         return {(t, m) for t, m in rows}
 
+    def retract(self, obs_ids: Iterable[str], reason: str) -> int:
+        """Retract observations: they stay in the append-only log, and reads (:meth:`load`, so
+        ``fit``, ``suggest``, ``export``) leave them out. All ids must be stored, else nothing is
+        written. Returns how many were newly retracted."""
+        ids = list(dict.fromkeys(obs_ids))
+        if not reason.strip():
+            raise InputDataError("retract: expected a reason (what was wrong with the measurement), got ''")
+        with self._transaction("retract observations in") as con:
+            for i in ids:
+                if con.execute("SELECT 1 FROM observations WHERE obs_id=?", (i,)).fetchone() is None:
+                    raise InputDataError(f"{self.path}: no observation {i!r}; nothing was retracted")
+            before = con.total_changes
+            con.executemany("INSERT OR IGNORE INTO retractions VALUES (?, ?, ?)",
+                            [(i, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())) for i in ids])
+            return con.total_changes - before
+
+    def hardware_ids(self) -> list[str]:
+        """The hardware ids the store has observations of (retracted ones aside)."""
+        return [r[0] for r in self._query(
+            f"SELECT DISTINCT hardware_id FROM observations WHERE 1{self._not_retracted()} ORDER BY hardware_id")]
+
+    def num_retracted(self) -> int:
+        return self._query("SELECT COUNT(*) FROM retractions")[0][0] if self._has_retractions else 0
+
     def schema_version(self) -> int:
-        return self._con.execute("PRAGMA user_version").fetchone()[0]
+        return self._query("PRAGMA user_version")[0][0]
+
+
+def _lock_holders(path: Path) -> str:
+    """Which other processes have the store open ("pid 123: metasel collect …"), as far as /proc shows."""
+    import glob
+
+    targets = {str(path.resolve()), str(path.resolve()) + "-wal", str(path.resolve()) + "-shm"}
+    found = []
+    for fd in glob.glob("/proc/[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) not in targets:
+                continue
+            pid = int(fd.split("/")[2])
+        except (OSError, ValueError):
+            continue
+        if pid == os.getpid() or any(p == pid for p, _ in found):
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            cmd = "?"
+        found.append((pid, " ".join(cmd.split())[:80]))
+    return ", ".join(f"pid {p}: {c}" for p, c in found[:3])
 
 
 def _union_features(old: str | None, new: str | None) -> str | None:
@@ -384,7 +540,7 @@ def read_export(path: str | os.PathLike) -> "PerfTable":
             if fmt == "csv":
                 frames[name] = pd.read_csv(f, dtype={c: str for c in ("obs_id", "task_id", "method", "hardware_id", "name",
                                                                         "spec", "features", "techniques", "description", "specs",
-                                                                        "message", "timestamp", "versions", "source", "flags", "status")},
+                                                                        "message", "timestamp", "versions", "source", "flags", "machine", "status")},
                                            keep_default_na=False, na_values={m: [""] for m in (*METRIC_NAMES, "spread", "seed", "repeats", "price_per_hour")})
             else:
                 frames[name] = pd.read_parquet(f)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from metasel._schema import (
     DIRECTIONS, HARDWARE_COLUMNS, KEY_COLUMNS, METHOD_COLUMNS, METRIC_NAMES, METRICS,
-    OBS_COLUMNS, SCHEMA2_METRICS, STATUSES, TASK_COLUMNS,
+    LATE_COLUMNS, NOISY, OBS_COLUMNS, STATUSES, TASK_COLUMNS,
 )
 from metasel.errors import InputDataError
 
@@ -57,6 +57,10 @@ def now_iso() -> str:
 _MEASUREMENT_TEMPLATES: dict[str, "PerfTable"] = {}  # metric -> a validated one-row table (PerfTable.measurement)
 
 
+#: the weight of a cell measured only on a busy machine (or with disagreeing repeats) in a fit
+NOISY_WEIGHT = 0.25
+
+
 def observation_id(row: Mapping[str, Any]) -> str:
     """Stable id of an observation: a hash of everything it records."""
     parts = []
@@ -70,8 +74,8 @@ def observation_id(row: Mapping[str, Any]) -> str:
             v = repr(float(v))
         elif hasattr(v, "item"):
             v = v.item()
-        if col in SCHEMA2_METRICS:
-            if v is not None:
+        if col in LATE_COLUMNS:
+            if v is not None and v != "":
                 parts.append([col, v])
             continue
         parts.append(v)
@@ -158,6 +162,9 @@ class PerfTable:
         self._counts(obs, out)
         for col, default in (("message", ""), ("source", ""), ("flags", "")):
             out[col] = obs[col].fillna(default).astype(str) if col in obs else default
+        out["machine"] = (obs["machine"].map(lambda v: v if isinstance(v, str) else
+                                             canonical_json(v) if isinstance(v, dict) and v else "")
+                          if "machine" in obs else "")
         out["timestamp"] = obs["timestamp"].fillna("").astype(str) if "timestamp" in obs else ""
         out["versions"] = (obs["versions"].map(lambda v: canonical_json(v if v is not None and v == v else {}))
                            if "versions" in obs else "{}")
@@ -432,8 +439,13 @@ class PerfTable:
              exclude_flags: Iterable[str] = ()) -> "pd.DataFrame":
         """One metric in long form, repeated observations of a cell averaged (median).
 
+        An observation flagged ``noisy`` (measured on a busy machine, or with disagreeing
+        repeats: :mod:`metasel.bench.machine`) counts only when its cell has no clean one;
+        such a cell's ``weight`` is :data:`NOISY_WEIGHT` (the learners down-weight it), every
+        other cell's 1.
+
         Returns:
-            A frame with columns ``task_id, method, hardware_id, value, num_obs``.
+            A frame with columns ``task_id, method, hardware_id, value, num_obs, weight``.
         """
         if metric not in METRICS:
             raise InputDataError(f"unknown metric {metric!r}; expected one of {list(METRICS)}")
@@ -443,9 +455,19 @@ class PerfTable:
             mask &= obs["hardware_id"] == hardware_id
         for flag in exclude_flags:
             mask &= ~obs["flags"].str.contains(flag, regex=False)
-        sub = obs.loc[mask, [*KEY_COLUMNS, metric]]
-        out = (sub.groupby(list(KEY_COLUMNS), sort=True)[metric]
-               .agg(value="median", num_obs="size").reset_index())
+        sub = obs.loc[mask, [*KEY_COLUMNS, metric, "flags"]]
+        noisy = sub["flags"].str.contains(NOISY, regex=False)
+        if not noisy.any():
+            out = (sub.groupby(list(KEY_COLUMNS), sort=True)[metric]
+                   .agg(value="median", num_obs="size").reset_index())
+            out["weight"] = 1.0
+            return out
+        sub = sub.assign(clean=~noisy)
+        has_clean = sub.groupby(list(KEY_COLUMNS), sort=False)["clean"].transform("any")
+        sub = sub[sub["clean"] | ~has_clean]  # a clean measurement of a cell supersedes its noisy ones
+        out = (sub.groupby(list(KEY_COLUMNS), sort=True)
+               .agg(value=(metric, "median"), num_obs=(metric, "size"), clean=("clean", "any")).reset_index())
+        out["weight"] = out.pop("clean").map({True: 1.0, False: NOISY_WEIGHT}).astype(float)
         return out
 
     def matrix(self, metric: str, hardware_id: str, **kw) -> "pd.DataFrame":

@@ -12,13 +12,18 @@ Example (``datasets/cpu-v1/grid.yaml``)::
 from __future__ import annotations
 
 import copy
+import math
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from metasel._check import Checker
+from metasel._check import Checker, preview
 from metasel.spec.task import TOP_KEYS, TaskSpec, parse_task_spec, read_yaml
+
+
+#: the most tasks one grid may expand to (checked before expanding it)
+MAX_GRID_TASKS = 10_000
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,10 @@ def parse_grid_spec(raw: Any, *, source: str | None = None) -> GridSpec:
         c.mapping(rule, f"exclude[{i}]")
         if not rule:
             c.fail(f"exclude[{i}]", "a non-empty mapping of dotted path: value", rule)
+    size = math.prod(len(v) for v in values)
+    if size > MAX_GRID_TASKS:
+        c.fail("axes", f"at most {MAX_GRID_TASKS:,} combinations (split the grid)",
+               " x ".join(str(len(v)) for v in values) + f" = {size:,}", show_got=True)
     tasks: dict[str, TaskSpec] = {}
     for combo in itertools.product(*values) if names else [()]:
         task_raw = copy.deepcopy(base)
@@ -85,7 +94,7 @@ def parse_grid_spec(raw: Any, *, source: str | None = None) -> GridSpec:
             _set_path(task_raw, axis, value)
         if any(all(_get_path(task_raw, k) == v for k, v in rule.items()) for rule in exclude):
             continue
-        label = ", ".join(f"{a}={v!r}" for a, v in zip(names, combo)) or "base"
+        label = ", ".join(f"{a}={preview(v)}" for a, v in zip(names, combo)) or "base"
         spec = parse_task_spec(task_raw, source=f"{source or 'grid'} [{label}]")
         if "name" not in task_raw:
             spec = _renamed(spec)

@@ -33,6 +33,14 @@ from metasel.errors import InputDataError
 from metasel.spec.presets import MODEL_PRESETS
 
 _MODEL_DIMS = ("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab")
+#: the largest plausible value of each size a spec gives (larger is a typo, and would make
+#: suggest rank nonsense or collect run for hours): model dimensions, then workload sizes
+MAX_SIZE = {"layers": 1_024, "hidden": 131_072, "heads": 1_024, "kv_heads": 1_024, "intermediate": 1_048_576,
+            "vocab": 4_194_304, "experts": 4_096, "experts_per_token": 4_096,
+            "length": 10_000_000, "output_len": 1_000_000, "batch_size": 100_000, "concurrency": 100_000,
+            "num_requests": 1_000_000, "clients": 100_000, "benchmarks": 10_000}
+#: the largest plausible model, in parameters
+MAX_PARAMS = 100e12
 
 
 @dataclass(frozen=True)
@@ -274,7 +282,7 @@ def _parse_model(c: Checker, raw: Any, path: str) -> ModelSpec:
         values["name"] = preset
     for key in _MODEL_DIMS:
         if key in raw:
-            values[key] = c.integer(raw[key], f"{path}.{key}", minimum=1)
+            values[key] = c.integer(raw[key], f"{path}.{key}", minimum=1, maximum=MAX_SIZE[key])
         elif key not in values:
             c.required(raw, key, path)
     if "arch" in raw:
@@ -284,22 +292,26 @@ def _parse_model(c: Checker, raw: Any, path: str) -> ModelSpec:
     if "name" in raw:
         values["name"] = c.string(raw["name"], f"{path}.name")
     values["dtype"] = c.string(raw.get("dtype", "float32"), f"{path}.dtype", choices=DTYPES)
-    values["experts"] = c.integer(raw.get("experts", 1), f"{path}.experts", minimum=1)
+    values["experts"] = c.integer(raw.get("experts", 1), f"{path}.experts", minimum=1, maximum=MAX_SIZE["experts"])
     values["experts_per_token"] = c.integer(
-        raw.get("experts_per_token", min(2, values["experts"])), f"{path}.experts_per_token", minimum=1
-    )
+        raw.get("experts_per_token", min(2, values["experts"])), f"{path}.experts_per_token", minimum=1,
+        maximum=MAX_SIZE["experts_per_token"])
     if values["experts_per_token"] > values["experts"]:
         c.fail(f"{path}.experts_per_token", f"at most experts ({values['experts']})", values["experts_per_token"])
     if values["hidden"] % values["heads"]:
         c.fail(f"{path}.heads", f"a divisor of hidden ({values['hidden']})", values["heads"])
     if values["heads"] % values["kv_heads"]:
         c.fail(f"{path}.kv_heads", f"a divisor of heads ({values['heads']})", values["kv_heads"])
-    return ModelSpec(**values)
+    model = ModelSpec(**values)
+    if model.num_params() > MAX_PARAMS:
+        c.fail(path, f"a model of at most {MAX_PARAMS:.0e} parameters (a plausible size)",
+               f"{model.num_params():.2e} parameters", show_got=True)
+    return model
 
 
 def parse_length(c: Checker, raw: Any, path: str) -> LengthDist:
     if not isinstance(raw, Mapping):
-        return LengthDist(value=c.integer(raw, path, minimum=1))
+        return LengthDist(value=c.integer(raw, path, minimum=1, maximum=MAX_SIZE["length"]))
     c.mapping(raw, path)
     dist = c.string(raw.get("dist", "fixed"), f"{path}.dist",
                     choices=("fixed", "uniform", "normal", "lognormal", "choice"))
@@ -312,15 +324,15 @@ def parse_length(c: Checker, raw: Any, path: str) -> LengthDist:
     }[dist]
     c.known_keys(raw, path, allowed)
     if dist == "fixed":
-        return LengthDist(value=c.integer(c.required(raw, "value", path), f"{path}.value", minimum=1))
+        return LengthDist(value=c.integer(c.required(raw, "value", path), f"{path}.value", minimum=1, maximum=MAX_SIZE["length"]))
     if dist == "choice":
         choices = c.required(raw, "choices", path)
         if not isinstance(choices, list) or not choices:
             c.fail(f"{path}.choices", "a non-empty list of positive integers", choices)
-        vals = tuple(c.integer(v, f"{path}.choices[{i}]", minimum=1) for i, v in enumerate(choices))
+        vals = tuple(c.integer(v, f"{path}.choices[{i}]", minimum=1, maximum=MAX_SIZE["length"]) for i, v in enumerate(choices))
         return LengthDist(dist="choice", choices=vals)
-    lo = c.integer(c.required(raw, "min", path), f"{path}.min", minimum=1)
-    hi = c.integer(c.required(raw, "max", path), f"{path}.max", minimum=1)
+    lo = c.integer(c.required(raw, "min", path), f"{path}.min", minimum=1, maximum=MAX_SIZE["length"])
+    hi = c.integer(c.required(raw, "max", path), f"{path}.max", minimum=1, maximum=MAX_SIZE["length"])
     if hi < lo:
         c.fail(f"{path}.max", f"at least min ({lo})", hi)
     if dist == "uniform":
@@ -337,12 +349,14 @@ def _parse_workload(c: Checker, raw: Any, path: str) -> WorkloadSpec:
     if "batch_size" in raw and "concurrency" in raw:
         c.fail(f"{path}.concurrency", "either batch_size or concurrency, not both", raw["concurrency"])
     prompt = parse_length(c, c.required(raw, "prompt_len", path), f"{path}.prompt_len")
-    output = c.integer(c.required(raw, "output_len", path), f"{path}.output_len", minimum=1)
+    output = c.integer(c.required(raw, "output_len", path), f"{path}.output_len", minimum=1,
+                       maximum=MAX_SIZE["output_len"])
     bkey = "concurrency" if "concurrency" in raw else "batch_size"
-    batch = c.integer(raw.get(bkey, 1), f"{path}.{bkey}", minimum=1)
+    batch = c.integer(raw.get(bkey, 1), f"{path}.{bkey}", minimum=1, maximum=MAX_SIZE[bkey])
     num_requests = None
     if raw.get("num_requests") is not None:
-        num_requests = c.integer(raw["num_requests"], f"{path}.num_requests", minimum=1)
+        num_requests = c.integer(raw["num_requests"], f"{path}.num_requests", minimum=1,
+                                 maximum=MAX_SIZE["num_requests"])
     shared = c.number(raw.get("shared_prefix", 0.0), f"{path}.shared_prefix", minimum=0.0, maximum=1.0)
     if shared >= 1.0:
         c.fail(f"{path}.shared_prefix", "a fraction in [0, 1)", shared)
@@ -375,7 +389,8 @@ def _parse_arrival(c: Checker, raw: Any, path: str) -> dict:
         return {"process": "poisson",
                 "rate": c.number(c.required(raw, "rate", path), f"{path}.rate", minimum=0, strict_min=True)}
     c.known_keys(raw, path, ("process", "clients"))
-    return {"process": "concurrency", "clients": c.integer(c.required(raw, "clients", path), f"{path}.clients", minimum=1)}
+    return {"process": "concurrency", "clients": c.integer(c.required(raw, "clients", path), f"{path}.clients", minimum=1,
+                                                     maximum=MAX_SIZE["clients"])}
 
 
 def parse_hardware(c: Checker, raw: Any, path: str) -> HardwareSpec:
@@ -393,7 +408,7 @@ def parse_hardware(c: Checker, raw: Any, path: str) -> HardwareSpec:
         kw["device"] = c.string(raw["device"], f"{path}.device", choices=("cpu", "cuda", "other"))
     for key in ("count", "cores", "threads"):
         if key in raw:
-            kw[key] = c.integer(raw[key], f"{path}.{key}", minimum=1)
+            kw[key] = c.integer(raw[key], f"{path}.{key}", minimum=1, maximum=100_000)
     for key in ("memory_gb", "peak_tflops", "mem_bw_gbs"):
         if key in raw:
             kw[key] = c.number(raw[key], f"{path}.{key}", minimum=0, strict_min=True)
@@ -422,7 +437,7 @@ def _parse_budget(c: Checker, raw: Any, path: str) -> Budget:
     c.known_keys(raw, path, ("benchmarks", "seconds", "dollars"))
     kw: dict[str, Any] = {}
     if raw.get("benchmarks") is not None:
-        kw["benchmarks"] = c.integer(raw["benchmarks"], f"{path}.benchmarks", minimum=1)
+        kw["benchmarks"] = c.integer(raw["benchmarks"], f"{path}.benchmarks", minimum=1, maximum=MAX_SIZE["benchmarks"])
     for key in ("seconds", "dollars"):
         if raw.get(key) is not None:
             kw[key] = c.number(raw[key], f"{path}.{key}", minimum=0, strict_min=True)
@@ -451,8 +466,15 @@ def read_yaml(path: str | Path) -> Any:
         ) from exc
     if not text.strip():
         raise InputDataError(f"{path}: expected a YAML mapping, got an empty file")
+    from metasel._yaml import SpecYAMLError, load_spec_yaml
+
     try:
-        return yaml.safe_load(text)
+        return load_spec_yaml(text)
+    except SpecYAMLError as exc:
+        loc = f" at line {exc.line}" if exc.line else ""
+        raise InputDataError(f"{path}: refused{loc}: {exc}") from None
+    except RecursionError:  # pragma: no cover - the depth check comes first
+        raise InputDataError(f"{path}: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         loc = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -280,7 +280,7 @@ class BayesianSurrogate:
         rows = [ci[(t, h)] for t, h in zip(long["task_id"], long["hardware_id"])]
         cols = [mi[m] for m in long["method"]]
         y[rows, cols] = (y_log - y_mean) / y_std
-        mask[rows, cols] = 1.0
+        mask[rows, cols] = long["weight"].to_numpy(np.float32)  # a noisy-only cell counts less (PerfTable.long)
         evidence: dict[tuple[str, str], dict[str, float]] = {}
         for r, c, v in zip(rows, cols, y[rows, cols]):
             evidence.setdefault(ctx_keys[r], {})[methods[c]] = float(v)
@@ -295,7 +295,7 @@ class BayesianSurrogate:
         from metasel.surrogate._train import FitInput
 
         d = dict(arrays) if arrays is not None else self._training_arrays(table)
-        n_members = self.config.members or (3 if int(d["mask"].sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
+        n_members = self.config.members or (3 if int((d["mask"] > 0).sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
         y = d["y"]
         if self.config.tree_mean and d["xc"].shape[1]:  # the members learn what the forests miss
             d["tree_mean"], offsets = TreeMean.fit(d["xc"], d["y"], d["mask"], seed=seed)
@@ -317,7 +317,7 @@ class BayesianSurrogate:
             losses=np.stack([p["losses"] for p in fits]), train_contexts=frozenset(d["ctx_keys"]),
             tree_mean=d.get("tree_mean"),
             fit_info={"num_contexts": len(d["ctx_keys"]), "num_methods": len(d["methods"]),
-                      "num_cells": int(d["mask"].sum()), "members": len(fits),
+                      "num_cells": int((d["mask"] > 0).sum()), "members": len(fits),
                       "tree_mean": "on" if d.get("tree_mean") is not None else "off"},
         )
         return self._with(state)

@@ -111,6 +111,7 @@ class GBMSurrogate:
         encoder.fit(catalog.contexts(ctx_keys), catalog.method_list(methods))
         x = _rows(encoder, catalog, long, tuple(methods))
         y = np.log(long["value"].to_numpy(float))
+        w = long["weight"].to_numpy(float)  # a cell measured only on a busy machine counts less
         seed = seed_of(key)
         fold_of_ctx = np.random.default_rng(seed).permutation(len(ctx_keys)) % max(1, min(self.config.folds, len(ctx_keys)))
         ci = {k: i for i, k in enumerate(ctx_keys)}
@@ -119,7 +120,7 @@ class GBMSurrogate:
         members, oof = [], np.full(len(y), np.nan)
         for k in range(int(fold_of_ctx.max()) + 1):
             train = cell_fold != k if fold_of_ctx.max() > 0 else np.ones(len(y), dtype=bool)
-            members.append(self._regressor(seed + k).fit(x[train], y[train]))
+            members.append(self._regressor(seed + k).fit(x[train], y[train], sample_weight=w[train]))
             if fold_of_ctx.max() > 0:
                 oof[~train] = members[-1].predict(x[~train])
         noise_var, offset_var = _variance_components(y - oof, cell_ctx)

@@ -232,3 +232,43 @@ def test_collector_backend_conformance(tmp_path):
                 backend.measure(spec.task_id, "sdpa", "hw-elsewhere")
     finally:
         worker.stop()
+
+
+def test_a_cell_measured_beside_a_cpu_hog_is_flagged_noisy_and_measured_again_on_request(tmp_path):
+    import json
+
+    grid = write(tmp_path, "grid.yaml", """
+model: {arch: llama, layers: 1, hidden: 32, heads: 2, kv_heads: 1, intermediate: 64, vocab: 256}
+workload: {prompt_len: 12, output_len: 4, batch_size: 2}
+""")
+    store = tmp_path / "s.sqlite"
+    args = ["--store", str(store), "collect", "--grid", str(grid), "--methods", "sdpa", "--repeats", "2", "--threads", "2",
+            "--no-landmarks"]
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        r = CliRunner().invoke(main, args)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert r.exit_code == 0, r.output
+    assert "collect: warning: this machine is busy: other processes used" in r.output
+    assert "1 of them noisy" in r.output
+    with Store(store) as s:
+        obs = s.load().observations
+    assert obs["flags"].tolist() == ["noisy"] and obs["message"].iloc[0].startswith("noisy: other processes used")
+    assert json.loads(obs["machine"].iloc[0])["other_cores"] > 0.5
+    # on a quiet machine: no warning; a plain re-run skips the noisy cell, --remeasure-noisy measures it again
+    r = CliRunner().invoke(main, args)
+    assert "collected 0 cells" in r.output and "skipped 1" in r.output
+    r = CliRunner().invoke(main, [*args, "--remeasure-noisy"])
+    assert r.exit_code == 0, r.output
+    assert "busy" not in r.output and "noisy" not in r.output.split("collected")[1], r.output
+    with Store(store) as s:
+        t = s.load()
+    assert sorted(t.observations["flags"]) == ["", "noisy"]
+    clean = t.observations[t.observations["flags"] == ""].iloc[0]
+    assert json.loads(clean["machine"])["other_cores"] < 0.25
+    long = t.long("throughput_tok_s")
+    assert long["value"].tolist() == [clean["throughput_tok_s"]] and long["weight"].tolist() == [1.0]
+    r = CliRunner().invoke(main, [*args, "--remeasure-noisy"])
+    assert "collected 0 cells" in r.output

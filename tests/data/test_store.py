@@ -149,8 +149,9 @@ def test_a_schema_1_store_gains_the_serving_columns_and_keeps_its_observations(t
     con = sqlite3.connect(path)  # make it the schema-1 file an older metasel wrote: no schema-2 columns
     con.execute("DROP TRIGGER obs_no_update")
     con.execute("DROP TRIGGER obs_no_delete")
-    for col in SCHEMA2_METRICS:
+    for col in (*SCHEMA2_METRICS, "machine"):
         con.execute(f"ALTER TABLE observations DROP COLUMN {col}")
+    con.execute("DROP TABLE retractions")
     con.execute("PRAGMA user_version=1")
     con.commit()
     con.close()
@@ -161,6 +162,36 @@ def test_a_schema_1_store_gains_the_serving_columns_and_keeps_its_observations(t
     pd.testing.assert_frame_equal(after, before)
     with sqlite3.connect(path) as con:
         cols = {r[1] for r in con.execute("PRAGMA table_info(observations)")}
-        assert set(SCHEMA2_METRICS) <= cols
+        assert {*SCHEMA2_METRICS, "machine"} <= cols
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             con.execute("DELETE FROM observations")
+
+
+def test_retracted_observations_stay_in_the_log_and_leave_every_read(tmp_path):
+    with Store(tmp_path / "s.sqlite") as s:
+        s.append(small_table())
+        ids = sorted(s.load().observations["obs_id"])
+        with pytest.raises(InputDataError, match="no observation 'o-nosuch'; nothing was retracted"):
+            s.retract([ids[0], "o-nosuch"], "busy machine")
+        assert s.num_retracted() == 0
+        with pytest.raises(InputDataError, match="expected a reason"):
+            s.retract([ids[0]], " ")
+        assert s.retract([ids[0], ids[0]], "busy machine") == 1
+        assert s.retract([ids[0]], "again") == 0  # already retracted
+        assert sorted(s.load().observations["obs_id"]) == ids[1:]
+        assert sorted(s.load(retracted="only").observations["obs_id"]) == ids[:1]
+        assert len(s.load(retracted="include")) == 3 and s.count() == 3
+        retracted_cell = s.load(retracted="only").observations[["task_id", "method"]].iloc[0]
+        assert tuple(retracted_cell) not in s.measured_cells("h")  # collect measures it again
+        assert s.append(small_table()) == (0, 3)  # re-appending does not bring it back
+        assert len(s.load()) == 2
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            s._con.execute("DELETE FROM observations")
+
+
+def test_noisy_cells_are_measured_again_on_request(tmp_path):
+    with Store(tmp_path / "s.sqlite") as s:
+        s.append(small_table(2))
+        s.append(small_table(3, flags="noisy").filter(tasks=["t2"]))
+        assert s.measured_cells("h") == {("t0", "m"), ("t1", "m"), ("t2", "m")}
+        assert s.measured_cells("h", clean_only=True) == {("t0", "m"), ("t1", "m")}

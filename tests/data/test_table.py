@@ -27,7 +27,7 @@ def test_views_coverage_and_best():
     assert best[["task_id", "hardware_id", "method"]].values.tolist() == [["a", "h", "m2"]]
     assert t.status_counts()["oom"] == 1
     long = t.long("throughput_tok_s")
-    assert set(long.columns) == {"task_id", "method", "hardware_id", "value", "num_obs"}
+    assert set(long.columns) == {"task_id", "method", "hardware_id", "value", "num_obs", "weight"}
     assert long.loc[(long.task_id == "a") & (long.method == "m2") & (long.hardware_id == "h"), "num_obs"].item() == 2
 
 
@@ -106,3 +106,18 @@ def test_one_measurement_table_is_the_constructors():
         PerfTable.measurement("t", "m", "h", "value", float("nan"))
     with pytest.raises(InputDataError, match="unknown metric"):
         PerfTable.measurement("t", "m", "h", "speed", 1.0)
+
+
+def test_a_clean_measurement_supersedes_noisy_ones_and_noisy_only_cells_weigh_less():
+    from metasel.data.table import NOISY_WEIGHT
+
+    t = PerfTable([
+        obs("a", "m1", throughput_tok_s=10.0), obs("a", "m1", throughput_tok_s=2.0, flags="noisy", timestamp="2"),
+        obs("a", "m2", throughput_tok_s=3.0, flags="noisy"), obs("a", "m2", throughput_tok_s=5.0, flags="noisy", timestamp="2"),
+        obs("b", "m1", throughput_tok_s=7.0),
+    ])
+    long = t.long("throughput_tok_s").set_index(["task_id", "method"])
+    assert long.loc[("a", "m1"), "value"] == 10.0 and long.loc[("a", "m1"), "num_obs"] == 1
+    assert long.loc[("a", "m1"), "weight"] == 1.0
+    assert long.loc[("a", "m2"), "value"] == 4.0 and long.loc[("a", "m2"), "weight"] == NOISY_WEIGHT
+    assert long.loc[("b", "m1"), "weight"] == 1.0

@@ -82,13 +82,15 @@ def _worker_entry(conn, threads, device, parent_pid):
 
 
 def run_local(cells: list[Cell], *, threads: int | None, device: str, timeout_s: float, store, force: bool,
-              on_result: Callable, on_skip: Callable) -> dict:
-    """Measure cells on this machine with one worker; returns the hardware descriptor."""
+              on_result: Callable, on_skip: Callable, clean_only: bool = False) -> dict:
+    """Measure cells on this machine with one worker; returns the hardware descriptor.
+    Cells the store has for this hardware are skipped (unless ``force``; with ``clean_only``
+    only those with an observation not flagged noisy)."""
     worker = LocalWorker(threads=threads, device=device)
     worker.start()
     try:
         hardware = worker.hardware
-        done = set() if force else store.measured_cells(hardware["hardware_id"])
+        done = set() if force else store.measured_cells(hardware["hardware_id"], clean_only=clean_only)
         for cell in cells:
             if cell.key in done:
                 on_skip(cell, hardware)

@@ -30,9 +30,10 @@ def _ray_measure(task, method, repeats, seed, threads, device):
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    from metasel.bench.machine import watched
     from metasel.bench.serve import measure
 
-    return measure(task, method, repeats=repeats, seed=seed, device=device)
+    return watched(lambda: measure(task, method, repeats=repeats, seed=seed, device=device), threads=threads)
 
 
 def connect_ray(address: str):
@@ -73,7 +74,7 @@ def _hardware_groups(ray, threads, device) -> dict[str, dict]:
 
 
 def run_ray(cells: list[Cell], *, address: str, threads: int | None, device: str, timeout_s: float, store,
-            force: bool, on_result: Callable, on_skip: Callable) -> list[dict]:
+            force: bool, on_result: Callable, on_skip: Callable, clean_only: bool = False) -> list[dict]:
     """Fan cells out over a Ray cluster. Every node probes its own hardware; nodes with the
     same hardware share that profile's cells; results stream back and are stored on arrival.
     One cell runs at a time per node (a cell takes all of a node's CPUs), so cells do not
@@ -86,7 +87,7 @@ def run_ray(cells: list[Cell], *, address: str, threads: int | None, device: str
     pending: dict[Any, tuple[Cell, dict, float]] = {}
     queues = []
     for hid, g in groups.items():
-        done = set() if force else store.measured_cells(hid)
+        done = set() if force else store.measured_cells(hid, clean_only=clean_only)
         todo = []
         for cell in cells:
             if cell.key in done:

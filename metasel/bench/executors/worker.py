@@ -47,6 +47,7 @@ def worker_main(conn, threads: int | None, device: str, parent_pid: int) -> None
     except Exception as exc:  # report and stop: the driver turns it into a clear error
         conn.send(("failed", f"{type(exc).__name__}: {exc}", None))
         return
+    from metasel.bench.machine import watched
     from metasel.bench.serve import measure
 
     while True:
@@ -57,7 +58,7 @@ def worker_main(conn, threads: int | None, device: str, parent_pid: int) -> None
         if msg is None:
             return
         key, task, method, repeats, seed = msg
-        result = measure(task, method, repeats=repeats, seed=seed, device=device)
+        result = watched(lambda: measure(task, method, repeats=repeats, seed=seed, device=device), threads=threads)
         try:
             conn.send(("result", key, result))
         except (BrokenPipeError, ConnectionResetError):  # the driver is gone: nothing to report to
