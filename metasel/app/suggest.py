@@ -32,6 +32,7 @@ class Ranked:
     ranked_by: str = "expected value"
     intervals_for: str | None = None  # the novelty the intervals are calibrated for (task, hardware, a task grouping)
     intervals_by_level: bool = False  # split-conformal widths level by level (else one std factor, Gaussian shape)
+    reason: str = ""  # why the first row is recommended
 
     @property
     def recommended(self) -> dict:
@@ -107,6 +108,10 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
     p_feas = np.where([m in failed for m in methods], 0.0,
                       np.where([m in measured for m in methods], constraint, constraint * p_ok))
     same = model.same_computation(tid, methods)  # e.g. static batching of one request = plain generation
+    index = {m: i for i, m in enumerate(methods)}
+    rep_of = np.array([index.get(same[m], i) for i, m in enumerate(methods)])
+    p_feas = np.where([m in failed or m in measured for m in methods], p_feas, p_feas[rep_of])  # a twin runs as its twin
+    why_not = _infeasible_reasons(table, methods, failed, constraint, 1.0 - p_ok[rep_of], objective, p_feas)
     if choice.by == "p_best":
         utility = p_best  # the joint posterior's, correlations included
     else:
@@ -119,7 +124,8 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
         row = {"method": m, "predicted": med, "low90": float(np.exp(lo[i])), "high90": float(np.exp(hi[i])),
                "log_std": float(pred.std[i]), "p_best": float(p_best[i]), "p_feasible": float(p_feas[i]),
                "measured": measured.get(m), "status": failed.get(m, "ok" if m in measured else ""),
-               "same_as": same[m] if same[m] != m else None, "score": float(utility[i])}
+               "same_as": same[m] if same[m] != m else None, "score": float(utility[i]),
+               "feasible": bool(p_feas[i] >= 0.5), "reason": why_not.get(m, "")}
         if price_per_hour is not None and model.metric == "throughput_tok_s":
             row["usd_per_mtok"] = price_per_hour / (measured.get(m, med) * 3600.0) * 1e6
         rows.append(row)
@@ -136,7 +142,47 @@ def rank(model, task: dict, hardware: dict, table, *, objective, price_per_hour:
     ask = sel.ask()
     by, by_level = intervals_for(model, measured=bool(measured))
     return Ranked(rows, ask.method, ask.reason, model.metric, model.direction, task, hardware, choice.describe(),
-                  by, by_level)
+                  by, by_level, _why_recommended(rows, choice))
+
+
+def _why_recommended(rows: list[dict], choice) -> str:
+    best = rows[0]
+    if not best["feasible"]:
+        return f"no method is likely feasible here; {best['method']} is the least unlikely ({best['reason']})"
+    if best["measured"] is not None:
+        return "the best measured here" + ("" if all(r["measured"] is not None or not r["feasible"] for r in rows)
+                                           else ", and no unmeasured method is expected to beat it")
+    return (f"the best {choice.describe()} among the feasible methods (P(best) {best['p_best']:.2f}, "
+            f"P(feasible) {best['p_feasible']:.2f})")
+
+
+def _infeasible_reasons(table, methods: list[str], failed: dict[str, str], constraint: np.ndarray,
+                        p_fail: np.ndarray, objective, p_feas: np.ndarray) -> dict[str, str]:
+    """method -> why it is unlikely to run here (P(feasible) < 0.5): its recorded failure here, a
+    constraint it is predicted to break, or how often it failed elsewhere in the store."""
+    out: dict[str, str] = {}
+    obs = table.observations if len(table) else None
+    for i, m in enumerate(methods):
+        if p_feas[i] >= 0.5:
+            continue
+        if m in failed:
+            out[m] = f"recorded {failed[m]} here"
+        elif constraint[i] < 0.5:
+            limits = [f"max_memory_mb {objective.max_memory_mb:g}" if objective.max_memory_mb is not None else "",
+                      f"latency_slo_ms {objective.latency_slo_ms:g}" if objective.latency_slo_ms is not None else ""]
+            out[m] = f"predicted to break {' or '.join(x for x in limits if x)} (P {1 - constraint[i]:.2f})"
+        else:
+            what = ""
+            if obs is not None:
+                mine = obs[obs["method"] == m]
+                bad = mine[mine["status"] != "ok"]
+                if len(bad):
+                    status = bad["status"].mode().iloc[0]
+                    msg = bad.loc[bad["status"] == status, "message"].mode()
+                    example = f": {msg.iloc[0][:70]!r}" if len(msg) and msg.iloc[0] else ""
+                    what = f"; {status} in {len(bad)} of its {len(mine)} measurements in the store{example}"
+            out[m] = f"predicted to fail here (P {p_fail[i]:.2f}){what}"
+    return out
 
 
 def intervals_for(model, *, measured: bool = False) -> tuple[str | None, bool]:
@@ -158,22 +204,23 @@ def describe_intervals(by: str | None, by_level: bool = False) -> str:
     return f"intervals calibrated for {what}: {how} on {by} groups held out of the training data"
 
 
-def models_for(table, objective, *, store_path: Path | None, model_path: str | None, say: Callable[[str], None]):
-    """The objective's model and, for each constraint the spec sets, a model of its metric."""
-    model = model_for(table, objective.metric, store_path=store_path, model_path=model_path, say=say)
+def models_for(table, objective, *, store_path: Path | None, model_path: str | None, say: Callable[[str], None],
+               refit: bool = False):
+    """The objective's model and, for each constraint the spec sets (only those), a model of its metric."""
+    model = model_for(table, objective.metric, store_path=store_path, model_path=model_path, say=say, refit=refit)
     extra = {}
     for metric, limit in (("peak_mem_mb", objective.max_memory_mb), ("latency_ms", objective.latency_slo_ms)):
         if limit is not None and metric != objective.metric:
-            extra[metric] = model_for(table, metric, store_path=store_path, model_path=None, say=say)
+            extra[metric] = model_for(table, metric, store_path=store_path, model_path=None, say=say, refit=refit)
     return model, extra
 
 
-def prepare(spec, store, *, model_path: str | None, landmarks: bool, say: Callable[[str], None]):
+def prepare(spec, store, *, model_path: str | None, landmarks: bool, say: Callable[[str], None], refit: bool = False):
     """What ``suggest`` and ``tune`` start from: the store's table, the objective's model and the
     constraint models, and the task's descriptor with its landmarks (measured and stored when the
     model uses them and the store has none)."""
     table = store.load()
-    model, extra = models_for(table, spec.objective, store_path=store.path, model_path=model_path, say=say)
+    model, extra = models_for(table, spec.objective, store_path=store.path, model_path=model_path, say=say, refit=refit)
     task = task_descriptor(spec)
     if model.uses_landmarks:
         task = with_landmarks(task, table, measure=landmarks, say=say, store=store)
@@ -181,14 +228,15 @@ def prepare(spec, store, *, model_path: str | None, landmarks: bool, say: Callab
 
 
 def suggest(spec, store, *, hardware_spec=None, device: str = "cpu", model_path: str | None = None,
-            landmarks: bool = True, say: Callable[[str], None] = lambda m: None, seed: int = 0, choice=None) -> Ranked:
+            landmarks: bool = True, say: Callable[[str], None] = lambda m: None, seed: int = 0, choice=None,
+            refit: bool = False) -> Ranked:
     """Rank every method for ``spec``'s task on its hardware (or ``hardware_spec``), from ``store``.
 
     Zero-shot when the store has no measurement of this task on this hardware; uses them
     when it has. Landmarks of a new task are measured (and stored) when the model uses them.
     """
     hw = hardware_descriptor(hardware_spec or spec.hardware, device=device)
-    table, model, extra, task = prepare(spec, store, model_path=model_path, landmarks=landmarks, say=say)
+    table, model, extra, task = prepare(spec, store, model_path=model_path, landmarks=landmarks, say=say, refit=refit)
     price = (hardware_spec or spec.hardware).price_per_hour
     return rank(model, task, hw, table, objective=spec.objective, price_per_hour=price, extra_models=extra, seed=seed,
                 choice=choice)

@@ -30,7 +30,7 @@ class TuneResult:
 
 def tune(spec, store, *, budget: int | None = None, budget_seconds: float | None = None, model_path: str | None = None,
          repeats: int = 3, min_gain: float = 0.005, timeout_s: float = 600.0, landmarks: bool = True,
-         say: Callable[[str], None] = lambda m: None) -> TuneResult:
+         say: Callable[[str], None] = lambda m: None, refit: bool = False) -> TuneResult:
     """Benchmark the methods worth trying for ``spec``'s task on this machine, storing each one."""
     from metasel.bench.backend import CollectorBackend
     from metasel.bench.executors.local import LocalWorker
@@ -45,7 +45,7 @@ def tune(spec, store, *, budget: int | None = None, budget_seconds: float | None
     try:
         backend = CollectorBackend(worker, store, {spec.task_id: spec}, repeats=repeats, timeout_s=timeout_s)
         hardware, metric = worker.hardware, spec.objective.metric
-        table, model, _, task = prepare(spec, store, model_path=model_path, landmarks=landmarks, say=say)
+        table, model, _, task = prepare(spec, store, model_path=model_path, landmarks=landmarks, say=say, refit=refit)
         rule = StopRule(min_gain=min_gain, max_benchmarks=budget or spec.budget.benchmarks or 5,
                         max_seconds=budget_seconds or spec.budget.seconds)
         sel = Selector(model, spec.task_id, hardware["hardware_id"], table=descriptor_table(task, hardware), rule=rule)

@@ -32,7 +32,7 @@ OTHER_CORES_SLACK = 0.25
 #: share of CPU time stolen by the hypervisor beyond which a cell is noisy
 MAX_STEAL = 0.05
 #: coefficient of variation of the throughput over a cell's repeats beyond which it is noisy
-MAX_SPREAD = 0.10
+MAX_SPREAD = 0.20
 
 
 class Snapshot(NamedTuple):

@@ -39,13 +39,15 @@ def _hardware_spec(spec, hardware_path):
                    "probability Q on the bad side) or p_best.")
 @click.option("--risk", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Shorthand for --choose quantile:RISK (e.g. 0.9).")
+@click.option("--refit", is_flag=True, help="Fit the model again even if a cached fit of this store can be conditioned "
+              "on what was added since.")
 @click.pass_context
-def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot_path, landmarks, choose, risk):
+def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot_path, landmarks, choose, risk, refit):
     """Rank every method for a task on a machine, and name the next one worth benchmarking.
 
     Zero-shot when the store has no measurement of this task on this hardware; uses
     them when it has. Without --model it loads a model fitted earlier on the store's
-    data, or fits one (and says which).
+    data, conditioned on observations added since (milliseconds), or fits one (and says which).
     """
     from metasel.app.suggest import describe_intervals, suggest
     from metasel.select.choice import Choice
@@ -58,12 +60,13 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
     hardware_spec = _hardware_spec(spec, hardware_path)
     with open_store(ctx, create=False) as store:
         result = suggest(spec, store, hardware_spec=hardware_spec, device=device, model_path=model_path,
-                         landmarks=landmarks, say=say, choice=choice)
+                         landmarks=landmarks, say=say, choice=choice, refit=refit)
     task, hardware = result.task, result.hardware
     if as_json:
         click.echo(json.dumps({"task_id": task["task_id"], "task": task["name"], "hardware_id": hardware["hardware_id"],
                                "hardware": hardware["name"], "metric": result.metric, "direction": result.direction,
-                               "recommended": result.recommended["method"], "ranked_by": result.ranked_by,
+                               "recommended": result.recommended["method"], "reason": result.reason,
+                               "ranked_by": result.ranked_by,
                                "intervals_calibrated_for": result.intervals_for,
                                "intervals_level_by_level": result.intervals_by_level,
                                "methods": result.rows, "next": result.next_method,
@@ -81,7 +84,9 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
             headers.append("$/1M tok")
         rows = []
         for r in result.rows:
-            row = [r["method"] + (f" (= {r['same_as']})" if r.get("same_as") else ""), number(r["predicted"]), f"{number(r['low90'])}-{number(r['high90'])}",
+            shown = (number(r["predicted"]), f"{number(r['low90'])}-{number(r['high90'])}") if r["feasible"] else \
+                ("infeasible", r["reason"][:40])  # no throughput for a method unlikely to run here
+            row = [r["method"] + (f" (= {r['same_as']})" if r.get("same_as") else ""), *shown,
                    f"{r['p_best']:.2f}", f"{r['p_feasible']:.2f}",
                    number(r["measured"]) if r["measured"] is not None else (r["status"] or "-")]
             if has_cost:
@@ -93,7 +98,13 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
             click.echo("(= X): runs the same computation as X on this task (static batching of one request is plain "
                        "generation; a prefix cache with no shared prefix caches nothing)")
         best = result.rows[0]
-        click.echo(f"recommended: {best['method']}" + (" (measured)" if best["measured"] is not None else " (predicted)"))
+        click.echo(f"recommended: {best['method']}" + (" (measured)" if best["measured"] is not None else " (predicted)")
+                   + f": {result.reason}")
+        infeasible = [r for r in result.rows if not r["feasible"]]
+        if infeasible:
+            click.echo(f"infeasible here ({len(infeasible)}, ranked last): "
+                       + "; ".join(f"{r['method']}: {r['reason']}" for r in infeasible[:3])
+                       + (f"; … ({len(infeasible) - 3} more in --json)" if len(infeasible) > 3 else ""))
         click.echo(f"next benchmark: {result.next_method} ({result.next_reason})" if result.next_method
                    else f"next benchmark: none ({result.next_reason})")
     if plot_path:
@@ -115,8 +126,11 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG of best-so-far against benchmarks.")
 @click.option("--landmarks/--no-landmarks", default=True, show_default=True,
               help="Measure the task's landmarks (seconds) when the store has none, and store them.")
+@click.option("--refit", is_flag=True, help="Fit the model again even if a cached fit of this store can be conditioned "
+              "on what was added since.")
 @click.pass_context
-def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_gain, timeout_s, plot_path, landmarks):
+def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_gain, timeout_s, plot_path, landmarks,
+             refit):
     """Run the active loop for real: ask → benchmark on this machine → store → tell → … → recommend.
 
     Resumable: measurements already in the store for this task and machine are told
@@ -130,7 +144,7 @@ def tune_cmd(ctx, task_path, budget, budget_seconds, model_path, repeats, min_ga
     metric = spec.objective.metric
     with open_store(ctx) as store:
         result = tune(spec, store, budget=budget, budget_seconds=budget_seconds, model_path=model_path, repeats=repeats,
-                      min_gain=min_gain, timeout_s=timeout_s, landmarks=landmarks, say=click.echo)
+                      min_gain=min_gain, timeout_s=timeout_s, landmarks=landmarks, say=click.echo, refit=refit)
     best = result.best
     click.echo(f"recommendation: {best.method} — "
                + (f"measured {number(best.value)} {metric}" if best.measured else f"predicted {number(best.value)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from metasel.cli import main
@@ -62,6 +64,24 @@ def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, 
         tasks, g_methods, g_repeats, g_timeout = [parse_task_spec(raw, source=grid_path)], None, None, None
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else g_methods
     registry.resolve(names)  # unknown names fail here, before anything runs
+    import os
+
+    from metasel.bench.executors import netns_launch
+
+    if ray_address == "local" and os.environ.get(netns_launch.ENV_FLAG) != "1":
+        # the local cluster's servers listen on every interface: run this command in a private network namespace
+        from metasel.bench.executors.ray import run_isolated
+        from metasel.data.store import default_store_path
+
+        store_path = ctx.obj.get("store_path") or str(default_store_path())
+        argv = [*(["--debug"] if ctx.obj.get("debug") else []), "--store", str(Path(store_path).resolve()), "collect",
+                "--grid", str(Path(grid_path).resolve()), "--threads", threads, "--device", device, "--ray", "local",
+                "--seed", str(seed), *(["--methods", methods] if methods else []),
+                *(["--repeats", str(repeats)] if repeats else []), *(["--timeout", str(timeout_s)] if timeout_s else []),
+                *(["--force"] if force else []), *(["--remeasure-noisy"] if remeasure_noisy else []),
+                *(["--quiet"] if quiet else []), "--landmarks" if landmarks else "--no-landmarks"]
+        code = run_isolated(argv)
+        ctx.exit(1 if code == netns_launch.CANNOT_ISOLATE else code)  # the child said why, in one line
     from metasel.bench.collect import collect
 
     with open_store(ctx) as store:

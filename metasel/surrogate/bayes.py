@@ -27,7 +27,7 @@ import os
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
@@ -158,7 +158,8 @@ class BayesianSurrogate:
             raise NotFittedError("this surrogate is not fitted: call .fit(table, key=...) or BayesianSurrogate.load(path)")
         return self._state
 
-    def fit(self, table: "PerfTable", *, key, calibrate: bool = True, calibrate_by: str = "task") -> "BayesianSurrogate":
+    def fit(self, table: "PerfTable", *, key, calibrate: bool = True, calibrate_by: str = "task",
+            progress: Callable[[str], None] | None = None) -> "BayesianSurrogate":
         """Fit on a performance table; returns a new, fitted surrogate (``table`` is not changed).
 
         With ``calibrate``, the predictive std is then calibrated on the training data
@@ -173,11 +174,13 @@ class BayesianSurrogate:
             calibrate_by: what the inner fit leaves out — ``task`` (new workloads on known
                 hardware), ``hardware`` (a new machine), or a task grouping such as
                 ``model.hf_id`` (a new model): calibrate for the novelty the model will face.
+            progress: called with one line as each stage of the fit starts and ends (with an ETA).
         """
-        return self.fit_many([table], keys=[key], calibrate=calibrate, calibrate_by=calibrate_by)[0]
+        return self.fit_many([table], keys=[key], calibrate=calibrate, calibrate_by=calibrate_by,
+                             progress=progress)[0]
 
     def fit_many(self, tables: "list[PerfTable]", *, keys, calibrate: bool = True,
-                 calibrate_by: str = "task") -> "list[BayesianSurrogate]":
+                 calibrate_by: str = "task", progress: Callable[[str], None] | None = None) -> "list[BayesianSurrogate]":
         """Fit one surrogate on each table, independently (the folds of an evaluation): each
         result is the one ``fit(table, key=key)`` gives, but all of their fits — members and
         calibration fits of every table — run as one batched, compiled program per shape bucket.
@@ -188,7 +191,19 @@ class BayesianSurrogate:
         the lower zero-shot log-RMSE on the inner fit's held-out units is fitted on the whole
         table (its inner fit then calibrates it). Training data only; without a calibration
         split, auto is no tree mean."""
+        import time
+
         from metasel.surrogate._train import fit_batch
+
+        clock = {"t0": time.monotonic(), "stage": time.monotonic()}
+
+        def stage(text: str, eta: float | None = None) -> None:
+            if progress is None:
+                return
+            now = time.monotonic()
+            about = f" (about {eta:.0f}s more)" if eta is not None else ""
+            progress(f"  fit: {text}{about} [{now - clock['t0']:.0f}s so far]")
+            clock["stage"] = now
 
         seeds = [seed_of(k) for k in keys]
         if len(seeds) != len(tables):
@@ -206,6 +221,7 @@ class BayesianSurrogate:
         auto = self.config.tree_mean is None
         templates, choice_info = [self._variant(False) if auto else self] * len(tables), [{} for _ in tables]
         if auto and any(sp is not None for sp in splits):
+            stage("1/2: calibration fits on 4/5 of the data, with and without the tree mean (compiles first)")
             variants = [self._variant(False), self._variant(True)]
             inner_arrays = [self._training_arrays(sp.inner) if sp is not None else None for sp in splits]
             inner_plans = [[v._plan(sp.inner, _sub_seed(s, 2), arr) if sp is not None else None
@@ -222,10 +238,13 @@ class BayesianSurrogate:
                 templates[i] = variants[k]
                 choice_info[i] = {"tree_mean": "auto: " + ("on" if k else "off"), "inner_rmse_tower": rmse[0],
                                   "inner_rmse_trees": rmse[1]}
+            took = time.monotonic() - clock["stage"]
+            stage("2/2: the final fit on all the data", eta=0.6 * took)
             mains = [t._plan(tb, _sub_seed(s, 0)) for t, tb, s in zip(templates, tables, seeds)]
             main_fits = fit_plans(mains)
             chosen = [inners[int(bool(t.config.tree_mean))][i] for i, t in enumerate(templates)]
         else:
+            stage("1/1: the final fit" + (" and its calibration fit" if calibrate else "") + " (compiles first)")
             mains = [t._plan(tb, _sub_seed(s, 0)) for t, tb, s in zip(templates, tables, seeds)]
             inner_plans = [t._plan(sp.inner, _sub_seed(s, 2)) if sp is not None else None
                            for t, sp, s in zip(templates, splits, seeds)]
@@ -246,6 +265,7 @@ class BayesianSurrogate:
                                             fit_info={**model._state.fit_info, "calib_seen": seen, "calib_zero": zero,
                                                       "calib_cond": cond, "calibrate_by": calibrate_by}))
             out.append(model)
+        stage("done")
         return out
 
     def _variant(self, tree_mean: bool) -> "BayesianSurrogate":

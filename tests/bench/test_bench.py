@@ -190,17 +190,67 @@ def test_collect_on_local_ray_cluster(tmp_path, monkeypatch):
     grid = write(tmp_path, "grid.yaml", TINY_GRID.replace("methods: [baseline, sdpa, static_batching]",
                                                           "methods: [sdpa, static_batching]"))
     store = tmp_path / "s.sqlite"
-    import ray
+    import threading
 
+    seen, stop = {}, threading.Event()
+
+    def watch():  # every listening socket of every Ray process, in whatever network namespace it is
+        while not stop.is_set():
+            for pid, name, addrs in _ray_listening():
+                seen.setdefault(name, set()).update(addrs)
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
         r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(grid), "--ray", "local", "--quiet"])
     finally:
-        ray.shutdown()
+        stop.set()
+        watcher.join()
     assert r.exit_code == 0, (r.output, r.exception)
     with Store(store) as s:
         t = s.load()
     assert len(t) == 4 and set(t.observations["status"]) == {"ok"}
     assert t.hardware["hardware_id"].nunique() == 1
+    assert {"gcs_server", "raylet"} <= set(seen) and seen["gcs_server"], seen  # it was watched while it listened
+    outside = {name: sorted(a for a in addrs if not a.startswith("127.") and a != "::1") for name, addrs in seen.items()}
+    assert not any(outside.values()), f"Ray listened beyond loopback: {outside}"
+
+
+def _hex_ip(text: str) -> str:
+    import ipaddress
+
+    raw = bytes.fromhex(text)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    ip = ipaddress.IPv6Address(words)
+    return str(ip.ipv4_mapped) if ip.ipv4_mapped else str(ip)
+
+
+def _ray_listening():
+    """(pid, name, listening addresses) of Ray's processes, read from each one's own /proc/PID/net."""
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        name = proc.info["name"] or ""
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if not (name in ("gcs_server", "raylet") or name.startswith("ray::") or "ray/dashboard" in cmd
+                or "runtime_env/agent" in cmd):
+            continue
+        addrs = set()
+        for table in ("tcp", "tcp6", "udp", "udp6"):
+            try:
+                lines = open(f"/proc/{proc.pid}/net/{table}").read().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" or table.startswith("udp"):  # 0A: LISTEN
+                    addrs.add(_hex_ip(local.split(":")[0]))
+        out.append((proc.pid, name if not name.startswith("ray::") else name.split(":")[-1] or name, addrs))
+    return out
 
 
 def test_collector_backend_conformance(tmp_path):
@@ -272,3 +322,29 @@ workload: {prompt_len: 12, output_len: 4, batch_size: 2}
     assert long["value"].tolist() == [clean["throughput_tok_s"]] and long["weight"].tolist() == [1.0]
     r = CliRunner().invoke(main, [*args, "--remeasure-noisy"])
     assert "collected 0 cells" in r.output
+
+
+def test_ctrl_c_during_collect_is_one_line_exit_130_and_the_rerun_resumes(tmp_path):
+    grid = write(tmp_path, "grid.yaml", TINY_GRID.replace("repeats: 2", "repeats: 1"))
+    store = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-m", "metasel", "--store", str(store), "collect", "--grid", str(grid), "--threads", "1",
+           "--quiet", "--no-landmarks"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def stored():
+        if not store.exists():
+            return 0
+        with Store(store, readonly=True) as s:
+            return s.count()
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and stored() < 1:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "metasel: interrupted", err
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    with Store(store) as s:
+        final = s.load().observations
+    assert len(final) == 6 and not final[["task_id", "method", "hardware_id"]].duplicated().any()

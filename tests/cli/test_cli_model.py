@@ -109,3 +109,35 @@ hardware: {threads: 1}
     assert rows["static_batching"]["predicted"] == rows["sdpa"]["predicted"]
     r = run(main, ["--store", str(store), "suggest", "--task", str(one), "--model", str(model)])
     assert "static_batching (= sdpa)" in r.output and "runs the same computation" in r.output
+
+
+def test_suggest_shows_a_method_the_store_says_cannot_run_as_infeasible_with_the_reason_and_last(tmp_path):
+    from pathlib import Path
+
+    store, model = tmp_path / "s.sqlite", tmp_path / "m.metasel"
+    run = CliRunner().invoke
+    cpu_v1 = Path(__file__).resolve().parents[2] / "datasets" / "cpu-v1"
+    assert run(main, ["--store", str(store), "import", str(cpu_v1)]).exit_code == 0
+    r = run(main, ["--store", str(store), "fit", "--out", str(model), "--steps", "100", "--members", "1"])
+    assert r.exit_code == 0, r.output
+    spec = write(tmp_path, "b4.yaml", """
+model: {preset: llama-5m}
+workload: {prompt_len: 64, output_len: 32, batch_size: 4}
+hardware: {threads: 2}
+""")
+    r = run(main, ["--store", str(store), "suggest", "--task", str(spec), "--model", str(model), "--json",
+                   "--no-landmarks"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["recommended"] == out["methods"][0]["method"] and out["reason"].startswith("the best expected value")
+    rows = {m["method"]: m for m in out["methods"]}
+    bad = rows["assisted+static_batching"]  # transformers' assisted decoding refuses batch > 1: recorded unsupported
+    assert bad["feasible"] is False and bad["p_feasible"] < 0.5
+    assert "predicted to fail here" in bad["reason"] and "unsupported in" in bad["reason"]
+    assert out["methods"][-1]["method"] == "assisted+static_batching"  # ranked last
+    assert all(m["reason"] == "" for m in out["methods"] if m["feasible"])
+    assert rows["prefix_cache"]["same_as"] == "sdpa" and rows["prefix_cache"]["p_feasible"] == rows["sdpa"]["p_feasible"]
+    r = run(main, ["--store", str(store), "suggest", "--task", str(spec), "--model", str(model), "--no-landmarks"])
+    line = next(x for x in r.output.splitlines() if x.startswith("assisted+static_batching "))
+    assert "infeasible" in line and "predicted to fail" in line  # no throughput shown for it
+    assert "infeasible here (1, ranked last): assisted+static_batching: predicted to fail here" in r.output

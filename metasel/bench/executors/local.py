@@ -97,6 +97,9 @@ def run_local(cells: list[Cell], *, threads: int | None, device: str, timeout_s:
                 continue
             result = worker.measure(cell, timeout_s)
             on_result(cell, result, hardware, worker.versions or {})
+    except KeyboardInterrupt:  # the cell in flight is abandoned; what was stored stays
+        worker.stop(kill=True)
+        raise
     finally:
         worker.stop()
     return hardware

@@ -7,6 +7,7 @@ import time
 from typing import Any, Callable
 
 from metasel.bench.cells import Cell
+from metasel.bench.executors import netns_launch
 from metasel.errors import MetaselError
 
 
@@ -46,9 +47,14 @@ def connect_ray(address: str):
         return ray
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}}
+    if address == "local" and os.environ.get(netns_launch.ENV_FLAG) != "1":
+        raise MetaselError("--ray local: the local cluster runs only inside a private network namespace (its servers "
+                           "listen on every interface, without auth); 'metasel collect --ray local' starts one "
+                           "(run_isolated), or measure without Ray")
     try:
         if address == "local":
-            # a private one-node cluster on loopback: no token auth needed, nothing else can reach it
+            # a private one-node cluster in a network namespace with only loopback (netns_launch): no token
+            # auth is needed, because nothing outside the namespace can reach it
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             ray.init(_node_ip_address="127.0.0.1", **kwargs)
         else:
@@ -56,6 +62,40 @@ def connect_ray(address: str):
     except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError…
         raise MetaselError(f"--ray {address}: cannot connect to a Ray cluster ({type(exc).__name__}: {exc})") from exc
     return ray
+
+
+def run_isolated(argv: list[str], *, stdout=None, stderr=None) -> int:
+    """Run ``python -m metasel ARGV`` inside a private network namespace (:mod:`netns_launch`),
+    copying its output to ``stdout``/``stderr`` as it comes; returns its exit status. Ctrl-C
+    reaches the child (same process group), which stops cleanly; this process waits for it."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    cmd = [sys.executable, "-s", netns_launch.__file__, sys.executable, "-m", "metasel", *argv]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def pump(src, dst):
+        for chunk in iter(lambda: os.read(src.fileno(), 4096), b""):
+            dst.write(chunk.decode(errors="replace"))
+            dst.flush()
+
+    pumps = [threading.Thread(target=pump, args=(proc.stdout, stdout), daemon=True),
+             threading.Thread(target=pump, args=(proc.stderr, stderr), daemon=True)]
+    for t in pumps:
+        t.start()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        code = proc.wait()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    for t in pumps:
+        t.join(timeout=5)
+    return code
 
 
 def _hardware_groups(ray, threads, device) -> dict[str, dict]:

@@ -21,6 +21,11 @@ def _watch_parent(parent_pid: int) -> None:
 
 def worker_main(conn, threads: int | None, device: str, parent_pid: int) -> None:
     """Entry point of the worker process (multiprocessing, spawn)."""
+    import signal
+
+    # Ctrl-C reaches the whole process group: the driver handles it (and kills this process), so the
+    # worker ignores it rather than print a traceback from the middle of a measurement
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(threads)

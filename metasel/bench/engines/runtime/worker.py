@@ -153,6 +153,9 @@ def _failure(exc: BaseException) -> dict:
 
 
 def main(argv) -> int:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the collector's to handle; this process dies with it
     engine, parent, threads = argv[1], int(argv[2]), int(argv[3])
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # whatever the engine prints goes to stderr, never into the protocol
