@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 #: a spec file larger than this is refused before it is parsed
-MAX_BYTES = 1_000_000
+MAX_BYTES = 256_000
 #: deepest nesting of mappings and lists
 MAX_DEPTH = 32
 #: nodes of the document once every alias is expanded

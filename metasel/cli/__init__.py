@@ -18,6 +18,15 @@ class _Group(click.Group):
     """Turns a :class:`MetaselError` into one line on stderr and exit code 1, and a usage
     mistake (an unknown option, a missing or bad argument) into one line and exit code 2."""
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:  # a mistake in the top-level options (a subcommand's is caught in invoke)
+            if "--debug" in args:
+                raise
+            click.echo(f"metasel: error: {exc.format_message()} (see 'metasel --help')", err=True)
+            raise click.exceptions.Exit(2) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

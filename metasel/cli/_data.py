@@ -250,6 +250,8 @@ def retract_cmd(ctx, obs_ids, all_noisy, reason):
 
     if not obs_ids and not all_noisy:
         raise InputDataError("retract: expected observation ids or --noisy, got neither")
+    if not reason.strip():
+        raise InputDataError("retract --reason: expected what was wrong with the measurements, got ''")
     with open_store(ctx, create=False) as store:
         ids = list(obs_ids)
         if all_noisy:

@@ -109,6 +109,10 @@ def status_of(word: str) -> tuple[str, str]:
     return "error", f"status {raw!r}"
 
 
+#: the longest name (task, method, hardware, status word) an imported CSV may give
+MAX_NAME = 200
+
+
 def read_generic_csv(
     perf_csv: str | Path,
     *,
@@ -145,10 +149,20 @@ def read_generic_csv(
         raise InputDataError(f"{path}: expected at least one data row, got only a header")
     rows = []
     source = f"import:csv:{path.name}"
+    first_row: dict[tuple[str, str, str], int] = {}
     for i, rec in enumerate(frame.to_dict("records"), start=2):
         for col in ("task", "method"):
             if not rec[col].strip():
                 raise InputDataError(f"{path}: row {i}, column {col!r}: expected a non-empty name, got an empty cell")
+        for col, limit in (("task", MAX_NAME), ("method", MAX_NAME), ("hardware", MAX_NAME), ("status", MAX_NAME)):
+            if len(rec.get(col, "")) > limit:
+                raise InputDataError(f"{path}: row {i}, column {col!r}: expected at most {limit} characters, got "
+                                     f"{len(rec[col]):,} ({rec[col][:20]!r}...)")
+        key = (rec["task"].strip(), rec["method"].strip(), rec.get("hardware", "").strip() or hardware)
+        if key in first_row:
+            raise InputDataError(f"{path}: row {i}: task {key[0]!r}, method {key[1]!r} on {key[2]!r} is already given at "
+                                 f"row {first_row[key]}; expected one row per run (merge repeats before importing)")
+        first_row[key] = i
         status, message = status_of(rec.get("status", ""))
         value = _number(path, i, "value", rec["value"], allow_empty=status != "ok")
         if value < 0:

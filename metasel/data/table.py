@@ -283,6 +283,11 @@ class PerfTable:
                 frame[col] = frame[col].map(lambda v: canonical_json(v if v is not None and v == v else {}))
             except (TypeError, ValueError) as exc:
                 raise InputDataError(f"{self._where(name, None, col)}: expected JSON objects ({exc})") from exc
+            not_object = ~frame[col].str.startswith("{")
+            if not_object.any():
+                i = int(not_object.to_numpy().nonzero()[0][0])
+                raise InputDataError(f"{self._where(name, i, col)}: expected a JSON object, got "
+                                     f"{frame[col].iloc[i][:60]}")
         if "name" in columns:
             frame["name"] = [n if isinstance(n, str) and n else k for n, k in zip(frame["name"], frame[key])]
         if "description" in columns:

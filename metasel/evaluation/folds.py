@@ -67,11 +67,34 @@ def folds_from_csv(table, metric, path) -> list[Fold]:
     for col in ("task", "fold"):
         if col not in frame.columns:
             raise InputDataError(f"{path}: header: missing column {col!r}; expected task,fold[,repetition]")
+    if frame.empty:
+        raise InputDataError(f"{path}: expected at least one task,fold row, got only a header")
     rep = frame["repetition"] if "repetition" in frame.columns else ["1"] * len(frame)
+    frame = frame.assign(repetition=list(rep))
+    where: dict[tuple[str, str], tuple[str, int]] = {}  # (repetition, task) -> (fold, row)
+    for i, (task, fold, r) in enumerate(zip(frame["task"], frame["fold"], frame["repetition"]), start=2):
+        if not task.strip():
+            raise InputDataError(f"{path}: row {i}, column 'task': expected a task name, got an empty cell")
+        for col, label in (("fold", fold), ("repetition", r)):
+            if not label.strip().lstrip("-").isdigit():
+                raise InputDataError(f"{path}: row {i}, column {col!r}: expected an integer label, got {label[:30]!r}")
+        key = (r.strip(), task.strip())
+        if key in where and where[key][0] != fold.strip():
+            raise InputDataError(f"{path}: row {i}: task {task.strip()[:60]!r} is in fold {fold.strip()} and, at row "
+                                 f"{where[key][1]}, in fold {where[key][0]} of repetition {r.strip()}; expected one fold "
+                                 f"per task")
+        where.setdefault(key, (fold.strip(), i))
+    frame = frame.assign(fold=frame["fold"].str.strip().astype(int), repetition=frame["repetition"].str.strip().astype(int))
     ctx = contexts_of(table, metric)
     folds = []
     known = set(table.tasks["task_id"])
-    for (r, f), sub in frame.assign(repetition=list(rep)).groupby(["repetition", "fold"], sort=True):
+    measured = {t for t, _ in ctx}
+    for r, sub in frame.groupby("repetition"):
+        missing = sorted(measured - set(sub["task"].str.strip()))
+        if missing:
+            raise InputDataError(f"{path}: repetition {r}: {len(missing)} task(s) of the data are in no fold (e.g. "
+                                 f"{missing[0][:60]!r}); expected every task in exactly one fold")
+    for (r, f), sub in frame.groupby(["repetition", "fold"], sort=True):
         tasks = set(sub["task"].str.strip())
         unknown = sorted(tasks - known)
         if unknown:
