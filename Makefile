@@ -2,6 +2,9 @@
 #   make demo   set up .venv and run the main job on the shipped data
 #   make test   set up .venv, install the five serving engines (each in its own environment
 #               under ~/.cache/metasel/engines) and run the test suite
+# bash with pipefail: pip's failure is make's, through the filter of its output
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +18,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0 -e '.[all,dev]'
+	@echo "installing torch 2.13.0 (CPU) and metasel with its extras into $(VENV): about a minute with a warm pip cache, several on a first install"
+	$(BIN)/pip install --progress-bar off torch==2.13.0 -e '.[all,dev]' | awk '/^(Collecting|Installing|Successfully)/ {print substr($$0, 1, 100); fflush()}'
 	touch $@
 
 # Each engine in its own pinned environment; already-installed ones are skipped (llama.cpp builds

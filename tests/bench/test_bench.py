@@ -348,3 +348,42 @@ def test_ctrl_c_during_collect_is_one_line_exit_130_and_the_rerun_resumes(tmp_pa
     with Store(store) as s:
         final = s.load().observations
     assert len(final) == 6 and not final[["task_id", "method", "hardware_id"]].duplicated().any()
+
+
+@pytest.mark.reliability
+def test_a_chain_of_kill_9s_at_random_points_loses_duplicates_and_half_writes_nothing(tmp_path):
+    import random
+
+    grid = write(tmp_path, "grid.yaml", TINY_GRID.replace("repeats: 2", "repeats: 1"))
+    store = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-m", "metasel", "--store", str(store), "collect", "--grid", str(grid), "--threads", "1",
+           "--quiet", "--no-landmarks"]
+    rng = random.Random(18)
+    kept: set[str] = set()
+
+    def stored() -> int:
+        if not store.exists():
+            return 0
+        with Store(store, readonly=True) as s:
+            return s.count()
+
+    for _ in range(4):
+        before = stored()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and stored() <= before:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))  # somewhere in the next cell: mid-measurement or mid-append
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with Store(store, readonly=True) as s:
+            obs = s.load().observations  # every stored row is whole: loading re-validates each one
+        assert not obs[["task_id", "method", "hardware_id"]].duplicated().any()
+        assert kept <= set(obs["obs_id"])  # nothing finished was lost
+        kept = set(obs["obs_id"])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    with Store(store) as s:
+        final = s.load().observations
+    assert len(final) == 6 and not final[["task_id", "method", "hardware_id"]].duplicated().any()
+    assert kept <= set(final["obs_id"])

@@ -127,11 +127,19 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_two_processes_appending_lose_nothing(tmp_path):
+@pytest.mark.reliability
+def test_two_processes_appending_and_a_reader_lose_nothing(tmp_path):
     path = tmp_path / "shared.sqlite"
     Store(path).close()
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), who, "1000"]) for who in ("p1", "p2")]
+    seen = []
+    with Store(path, readonly=True) as reader:  # reads all along: every snapshot is whole and counts only grow
+        while any(p.poll() is None for p in procs):
+            t = reader.load()
+            seen.append(len(t))
+            assert t.observations["obs_id"].is_unique
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert seen == sorted(seen) and len(seen) >= 2
     with Store(path) as s:
         t = s.load()
     assert len(t) == 2000
@@ -195,3 +203,70 @@ def test_noisy_cells_are_measured_again_on_request(tmp_path):
         s.append(small_table(3, flags="noisy").filter(tasks=["t2"]))
         assert s.measured_cells("h") == {("t0", "m"), ("t1", "m"), ("t2", "m")}
         assert s.measured_cells("h", clean_only=True) == {("t0", "m"), ("t1", "m")}
+
+
+def test_a_locked_store_fails_after_a_bounded_wait_naming_the_holder(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as s:
+        s.append(small_table())
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sqlite3, sys, time
+        con = sqlite3.connect({str(path)!r}, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO meta VALUES ('lock', 'held')")
+        print("locked", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with Store(path, timeout=1.0) as s:
+            with pytest.raises(StoreError, match=rf"another process holds the store's write lock \(open in pid {holder.pid}"):
+                s.append(small_table(4))
+            assert len(s.load()) == 3  # readers are not blocked (WAL)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    with Store(path) as s:
+        assert s.append(small_table(4)) == (1, 3)
+
+
+def test_a_damaged_store_is_one_clear_error(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as s:
+        s.append(small_table(300))
+    with open(path, "r+b") as f:  # overwrite pages in the middle of the file
+        f.seek(4096 * 2)
+        f.write(b"\xff" * 8192)
+    with pytest.raises(StoreError, match="the store file is damaged .*malformed"):
+        with Store(path, readonly=True) as s:
+            s.load()
+
+
+def test_a_read_only_open_never_writes_not_even_a_schema_upgrade(tmp_path):
+    import hashlib
+
+    path = tmp_path / "old.sqlite"
+    with Store(path) as s:
+        s.append(small_table())
+    con = sqlite3.connect(path)  # an older store: no machine column, no retractions
+    con.execute("ALTER TABLE observations DROP COLUMN machine")
+    con.execute("DROP TABLE retractions")
+    con.execute("PRAGMA user_version=2")
+    con.commit()
+    con.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with Store(path, readonly=True) as s:
+        t = s.load()
+        assert len(t) == 3 and (t.observations["machine"] == "").all() and s.num_retracted() == 0
+        with pytest.raises(StoreError, match="opened read-only"):
+            s.append(small_table(4))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    with pytest.raises(StoreError, match="an empty file, not a metasel store"):
+        Store(empty, readonly=True)
+    assert empty.read_bytes() == b""
+    with pytest.raises(StoreError, match="no folder"):
+        Store(tmp_path / "typo" / "s.sqlite")
+    assert not (tmp_path / "typo").exists()

@@ -39,8 +39,10 @@ def model(extra: str) -> str:
 
 
 def yaml_cases() -> dict[str, bytes | str]:
-    bomb = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" if p else f"{c}: &{c} [{', '.join(['x'] * 9)}]\n"
-                   for p, c in zip([None, *"abcdefgh"], "abcdefghi")) + "model: *i\nworkload: {prompt_len: 16, output_len: 4}\n"
+    # anchors inside an allowed field (a list where a string belongs): the error formats the value
+    levels = ["&a [" + ", ".join(["xxxxxxxx"] * 9) + "]"] + [f"&{c} [" + ", ".join([f"*{p}"] * 9) + "]"
+                                                            for p, c in zip("abcdefgh", "bcdefghi")]
+    bomb = "model: {preset: llama-5m}\nworkload: {prompt_len: 16, output_len: 4, domain: [" + ", ".join(levels) + "]}\n"
     return {
         # files that are not YAML specs at all
         "empty.yaml": b"", "blank.yaml": b"   \n\n", "binary.yaml": bytes(range(256)) * 4,
