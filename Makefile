@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@echo "installing torch 2.13.0 (CPU) and metasel with its extras into $(VENV): about a minute with a warm pip cache, several on a first install"
-	$(BIN)/pip install --progress-bar off torch==2.13.0 -e '.[all,dev]' | awk '/^(Collecting|Installing|Successfully)/ {print substr($$0, 1, 100); fflush()}'
+	$(BIN)/pip install --progress-bar off torch==2.13.0 -e '.[all,dev]' 2> >(grep -v '^WARNING: Location' >&2) | awk '/^(Collecting|Installing|Successfully)/ {print substr($$0, 1, 100); fflush()}'
 	touch $@
 
 # Each engine in its own pinned environment; already-installed ones are skipped (llama.cpp builds

@@ -147,9 +147,14 @@ class Store:
 
     def _check_and_init(self, existed: bool) -> None:
         con = self._con
-        app_id = con.execute("PRAGMA application_id").fetchone()[0]
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        con.execute("BEGIN")  # one snapshot: another process may be creating the store this very moment
+        try:
+            app_id = con.execute("PRAGMA application_id").fetchone()[0]
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            columns = {r[1] for r in con.execute("PRAGMA table_info(observations)")}
+        finally:
+            con.execute("COMMIT")
         if existed and tables and app_id != APP_ID:
             raise StoreError(f"{self.path}: an SQLite file that is not a metasel store (tables: {sorted(tables)[:4]})")
         if version > SCHEMA_VERSION:
@@ -160,7 +165,7 @@ class Store:
         if existed and tables and not {"observations", "tasks", "methods", "hardware", "directions"} <= tables:
             raise StoreError(f"{self.path}: a metasel store with tables missing (has {sorted(tables)[:6]}); "
                              f"restore it from a backup or re-import an export")
-        self._columns = {r[1] for r in con.execute("PRAGMA table_info(observations)")} if tables else set(OBS_COLUMNS)
+        self._columns = columns if tables else set(OBS_COLUMNS)
         self._has_retractions = "retractions" in tables or not tables
         if self.readonly:  # read as it is: an older schema's missing columns read as empty, nothing is written
             if not tables:

@@ -9,7 +9,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from metasel import InputDataError, Store
+from metasel import InputDataError, Store, StoreError
 from metasel.bench import methods as registry
 from metasel.cli import main
 
@@ -155,15 +155,19 @@ def test_sigkill_midway_then_resume(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     count = 0
-    while time.monotonic() < deadline:
-        if store.exists():
-            with Store(store) as s:
-                count = s.count()
+    try:
+        while time.monotonic() < deadline:
+            try:
+                with Store(store, readonly=True) as s:
+                    count = s.count()
+            except StoreError:  # not there yet, or being created this moment
+                count = 0
             if count >= 2:
                 break
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert 2 <= count < 6, count
     with Store(store) as s:
         partial = s.load()  # every stored row is whole: loading re-validates each one
@@ -310,6 +314,10 @@ workload: {prompt_len: 12, output_len: 4, batch_size: 2}
     # on a quiet machine: no warning; a plain re-run skips the noisy cell, --remeasure-noisy measures it again
     r = CliRunner().invoke(main, args)
     assert "collected 0 cells" in r.output and "skipped 1" in r.output
+    from metasel.bench.machine import busy_reason, sample
+
+    if busy_reason(sample(1.0), 2):  # something outside this test keeps the machine busy: no quiet run to compare
+        pytest.skip("the machine is busy without the test's hog; the quiet half cannot be checked")
     r = CliRunner().invoke(main, [*args, "--remeasure-noisy"])
     assert r.exit_code == 0, r.output
     assert "busy" not in r.output and "noisy" not in r.output.split("collected")[1], r.output
@@ -331,16 +339,22 @@ def test_ctrl_c_during_collect_is_one_line_exit_130_and_the_rerun_resumes(tmp_pa
            "--quiet", "--no-landmarks"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     def stored():
-        if not store.exists():
+        try:
+            with Store(store, readonly=True) as s:
+                return s.count()
+        except StoreError:  # not there yet, or being created this moment
             return 0
-        with Store(store, readonly=True) as s:
-            return s.count()
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and stored() < 1:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
-    out, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and stored() < 1:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "metasel: interrupted", err
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -362,20 +376,23 @@ def test_a_chain_of_kill_9s_at_random_points_loses_duplicates_and_half_writes_no
     kept: set[str] = set()
 
     def stored() -> int:
-        if not store.exists():
+        try:
+            with Store(store, readonly=True) as s:
+                return s.count()
+        except StoreError:  # not there yet, or being created this moment
             return 0
-        with Store(store, readonly=True) as s:
-            return s.count()
 
     for _ in range(4):
         before = stored()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and stored() <= before:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.0))  # somewhere in the next cell: mid-measurement or mid-append
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None and stored() <= before:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 1.0))  # somewhere in the next cell: mid-measurement or mid-append
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         with Store(store, readonly=True) as s:
             obs = s.load().observations  # every stored row is whole: loading re-validates each one
         assert not obs[["task_id", "method", "hardware_id"]].duplicated().any()

@@ -320,8 +320,9 @@ def main() -> None:
                             "{TMP}/ev"], kind="folds CSV")
     for name, content in export_cases().items():
         put(name, content, ["--store", "{STORE}", "import", "{FILE}", "--format", "metasel"], kind="export folder")
-    for name, content in {"spec-as-store.sqlite": SPEC, "zero-byte.sqlite": b"",
-                          "not-sqlite.sqlite": b"this is not a database" * 100}.items():
+    # (".store", not ".sqlite": the repository ignores *.sqlite)
+    for name, content in {"spec-as-store.store": SPEC, "zero-byte.store": b"",
+                          "not-sqlite.store": b"this is not a database" * 100}.items():
         put(name, content, ["--store", "{FILE}", "show"], kind="store file")
     for case_id, args, code in ARG_CASES:
         cases.append({"id": case_id, "file": None, "args": args, "exit": code, "kind": "command line"})
