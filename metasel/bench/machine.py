@@ -6,8 +6,9 @@ method: two runs of one cell here gave 41.0 and 6.7 tok/s. So the measuring proc
 cell's machine record (stored with the observation, ``machine`` column):
 
 - ``other_cores``: CPU time that processes *outside* the measuring process tree used during
-  the cell, in cores on average (from ``/proc/stat`` minus the tree's ``/proc/PID/stat``
-  times, children that exited included);
+  the cell, in cores on average, summed from each one's ``/proc/PID/stat`` (processes of
+  the tree, and any that left it by being reparented, are not counted; another process
+  that started and exited within the cell is missed, an undercount);
 - ``steal``: the share of the machine's CPU time the hypervisor took (``/proc/stat``);
 - ``load1``: the 1-minute load average at the end, and ``cpu_mhz``: the mean clock
   (``cpufreq`` where readable, else ``/proc/cpuinfo``), with ``cpus`` and ``seconds``.
@@ -37,13 +38,13 @@ MAX_SPREAD = 0.20
 
 class Snapshot(NamedTuple):
     t: float  # monotonic seconds
-    busy: int  # jiffies the machine spent busy (all CPUs)
-    total: int  # all jiffies (all CPUs)
+    total: int  # all jiffies (all CPUs), from /proc/stat
     steal: int
-    tree: int  # jiffies of the measuring process tree (exited children included)
+    others: dict  # pid -> (start time, jiffies, parent pid) of every live process outside the measuring tree
+    tree: frozenset  # pids of the measuring tree (this process and, with ``tree``, its descendants)
 
 
-def _cpu_line() -> tuple[int, int, int] | None:
+def _cpu_line() -> tuple[int, int] | None:
     try:
         with open("/proc/stat") as f:
             parts = f.readline().split()
@@ -52,12 +53,12 @@ def _cpu_line() -> tuple[int, int, int] | None:
     vals = [int(v) for v in parts[1:]]
     vals += [0] * (8 - len(vals))
     user, nice, system, idle, iowait, irq, softirq, steal = vals[:8]
-    busy = user + nice + system + irq + softirq  # guest time is already inside user
-    return busy, busy + idle + iowait + steal, steal
+    return user + nice + system + irq + softirq + idle + iowait + steal, steal
 
 
-def _proc_stats() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, utime+stime+cutime+cstime) of every readable process."""
+def _proc_stats() -> dict[int, tuple[int, int, int, str]]:
+    """pid -> (parent pid, start time, utime+stime, state) of every readable process: its own CPU
+    time (a reaper's ``cutime`` would count the work of our tree's orphans, which init reaps, as its own)."""
     out = {}
     for path in glob.glob("/proc/[0-9]*/stat"):
         try:
@@ -67,37 +68,40 @@ def _proc_stats() -> dict[int, tuple[int, int]]:
             continue
         rest = text[text.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
         try:
-            out[int(path.split("/")[2])] = (int(rest[1]), sum(int(v) for v in rest[11:15]))
+            out[int(path.split("/")[2])] = (int(rest[1]), int(rest[19]), int(rest[11]) + int(rest[12]), rest[0])
         except (IndexError, ValueError):
             continue
     return out
 
 
-def _tree_jiffies(root: int) -> int:
-    stats = _proc_stats()
+def _descendants(stats: dict, root: int) -> set[int]:
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
+    for pid, (ppid, *_rest) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
+    found, todo = set(), [root]
     while todo:
         pid = todo.pop()
-        if pid in stats:
-            total += stats[pid][1]
+        found.add(pid)
         todo += children.get(pid, [])
-    return total
-
-
-def _own_jiffies() -> int:
-    t = os.times()
-    return int(round((t.user + t.system) * os.sysconf("SC_CLK_TCK")))
+    return found
 
 
 def snapshot(*, tree: bool = True) -> Snapshot | None:
-    """The machine's CPU counters and those of this process and (``tree``) its descendants."""
+    """The machine's CPU counters and the CPU times of every process outside this process
+    (and, with ``tree``, outside its descendants too).
+
+    Other processes' work is summed from their own counters, not inferred as the machine's
+    busy time minus the tree's: a process of the tree that exits unreaped by its parent (an
+    engine server killed with its process group, its workers reparented to init) takes its
+    CPU time out of the tree's sums, which would read as other processes' work."""
     cpu = _cpu_line()
     if cpu is None:
         return None
-    return Snapshot(time.monotonic(), cpu[0], cpu[1], cpu[2], _tree_jiffies(os.getpid()) if tree else _own_jiffies())
+    stats = _proc_stats()
+    mine = _descendants(stats, os.getpid()) if tree else {os.getpid()}
+    others = {pid: (start, jiffies, ppid) for pid, (ppid, start, jiffies, state) in stats.items()
+              if pid not in mine and state != "Z"}
+    return Snapshot(time.monotonic(), cpu[0], cpu[1], others, frozenset(mine))
 
 
 def _cpus() -> int:
@@ -139,7 +143,15 @@ def state_between(before: Snapshot | None, after: Snapshot | None) -> dict:
     cpus = _cpus()
     seconds = after.t - before.t
     total = after.total - before.total  # jiffies over all CPUs
-    others = max(0, (after.busy - before.busy) - max(0, after.tree - before.tree))
+    others = 0
+    for pid, (start, jiffies, ppid) in after.others.items():
+        if pid in before.tree:  # one of ours, reparented when its parent was killed
+            continue
+        was = before.others.get(pid)
+        if was is not None and was[0] == start:
+            others += max(0, jiffies - was[1])
+        elif ppid != 1:  # started since: all of its time is new. An orphan (parent init) may be one of
+            others += jiffies  # ours that started and lost its parent within the cell: not counted
     return {"other_cores": round(cpus * others / total, 3), "steal": round((after.steal - before.steal) / total, 4),
             "load1": _load1(), "cpu_mhz": _cpu_mhz(), "cpus": cpus, "seconds": round(seconds, 2)}
 

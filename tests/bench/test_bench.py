@@ -404,3 +404,29 @@ def test_a_chain_of_kill_9s_at_random_points_loses_duplicates_and_half_writes_no
         final = s.load().observations
     assert len(final) == 6 and not final[["task_id", "method", "hardware_id"]].duplicated().any()
     assert kept <= set(final["obs_id"])
+
+
+def test_work_of_the_measuring_tree_never_reads_as_other_processes_even_when_its_processes_die_unreaped():
+    """An engine server killed with its process group leaves its workers to be reaped by init: their
+    CPU time leaves the tree's counters. It must not be counted as another process's work; a real
+    competitor outside the tree must."""
+    from metasel.bench.machine import snapshot, state_between
+
+    burner = "import os, time\nif os.fork() == 0:\n    t = time.process_time()\n    while time.process_time() - t < 1.5: pass\n" \
+             "    os._exit(0)\ntime.sleep(30)\n"
+    before = snapshot()
+    server = subprocess.Popen([sys.executable, "-c", burner], start_new_session=True)  # a child whose child works
+    time.sleep(1.7)
+    os.killpg(server.pid, signal.SIGKILL)  # the parent dies; the worker has finished and is reaped by init
+    server.wait()
+    time.sleep(0.3)
+    state = state_between(before, snapshot())
+    assert state["other_cores"] < 0.3, state
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        from metasel.bench.machine import sample
+
+        assert sample(1.0)["other_cores"] > 0.7  # seen from this process alone, its child hog is another process
+    finally:
+        hog.kill()
+        hog.wait()
