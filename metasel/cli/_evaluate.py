@@ -33,6 +33,9 @@ from metasel.cli import main
 @click.option("--ensemble", is_flag=True,
               help="Also evaluate metasel_ensemble: metasel's surrogate ranked together with a survival forest, "
                    "pairwise classification, per-method forests and SUNNY (equal-weight mean of ranks).")
+@click.option("--stack", is_flag=True,
+              help="Also evaluate metasel_stack: the pick of whichever of those five, or their rank ensemble, "
+                   "picks best by inner cross-validation on each fold's training contexts.")
 @click.option("--choose", "choose", default="mean", show_default=True,
               help="What metasel's zero-shot pick maximises: mean (expected value), quantile:Q or p_best.")
 @click.option("--max-folds", type=click.IntRange(1), default=None, help="Evaluate only the first N folds (quick looks).")
@@ -41,7 +44,7 @@ from metasel.cli import main
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.md/.json and plots.")
 @click.option("--title", default=None, help="Title of the results table.")
 def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclude_flags, hardware_ids, baselines, steps,
-                 embed, members, tree_mean, anytime_k, skip_repeats, ensemble, choose, max_folds, seed, jobs, out_dir, title):
+                 embed, members, tree_mean, anytime_k, skip_repeats, ensemble, stack, choose, max_folds, seed, jobs, out_dir, title):
     """Replay held-out tasks offline: metasel against the algorithm-selection baselines.
 
     Same folds and seeds for every strategy; each fold fits its encoder, baselines
@@ -77,7 +80,7 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
         folds = folds[:max_folds]
     chosen = _baselines(baselines)
     strategies = default_strategies(metric, baselines=chosen, steps=steps, embed=embed, members=members,
-                                    calibrate_by=calibrate_by, skip_repeats=skip_repeats, ensemble=ensemble,
+                                    calibrate_by=calibrate_by, skip_repeats=skip_repeats, ensemble=ensemble, stack=stack,
                                     choice=choice, tree_mean=tree_mean)
     result = evaluate(table, metric, folds, strategies=strategies, embed=embed, anytime_k=anytime_k, seed=seed,
                       progress=lambda m: click.echo(m, err=True), jobs=jobs)

@@ -39,6 +39,7 @@ class EvalResult:
     anytime_pooled: dict[str, list[list[float]]] = field(default_factory=dict)  # same, identical computations as one
     to_oracle_pooled: dict[str, list[float]] = field(default_factory=dict)
     pooled_contexts: int = 0  # contexts where some methods run the same computation
+    choices: list[dict] = field(default_factory=list)  # per (fold, stacked strategy): the candidate it chose
     seconds: float = 0.0
 
     def merge(self, other: "EvalResult") -> None:
@@ -46,6 +47,7 @@ class EvalResult:
         self.rows += other.rows
         self.coverage += other.coverage
         self.traces += other.traces
+        self.choices += other.choices
         for mine, theirs in ((self.anytime, other.anytime), (self.anytime_pooled, other.anytime_pooled),
                              (self.to_oracle, other.to_oracle), (self.to_oracle_pooled, other.to_oracle_pooled)):
             for name, values in theirs.items():
@@ -78,10 +80,27 @@ def ensemble_strategy(metric: str, **metasel_kwargs) -> EnsembleStrategy:
                              PerMethodRegression("rf"), Sunny()])
 
 
-def default_strategies(metric: str, *, baselines=None, ensemble: bool = False, **metasel_kwargs) -> list:
-    """The baselines (all by default), metasel, optionally the ensemble, and the ELECT-style order."""
+def stack_strategy(metric: str, **metasel_kwargs):
+    """``metasel_stack``: the zero-shot pick of whichever of the ensemble's members (metasel's
+    surrogate, the survival forest, pairwise classification, per-method forests, SUNNY), or their
+    rank ensemble, picks best by inner cross-validation on the training contexts
+    (:class:`~metasel.evaluation.stack.StackedStrategy`; inner folds hold out what
+    ``calibrate_by`` names, as the outer folds do). Its candidates are fixed, not tuned."""
+    from metasel.evaluation.baselines import PairwiseClassification, PerMethodRegression, Sunny, SurvivalForest
+    from metasel.evaluation.stack import StackedStrategy
+
+    group = metasel_kwargs.get("calibrate_by", "task")
+    return StackedStrategy([metasel_strategy(metric, **metasel_kwargs), SurvivalForest(), PairwiseClassification(),
+                            PerMethodRegression("rf"), Sunny()], group=group)
+
+
+def default_strategies(metric: str, *, baselines=None, ensemble: bool = False, stack: bool = False,
+                       **metasel_kwargs) -> list:
+    """The baselines (all by default), metasel, optionally the ensemble and the stack, and the
+    ELECT-style order."""
     chosen = all_baselines() if baselines is None else list(baselines)
     extra = [ensemble_strategy(metric, **metasel_kwargs)] if ensemble else []
+    extra += [stack_strategy(metric, **metasel_kwargs)] if stack else []
     return [*chosen, metasel_strategy(metric, **metasel_kwargs), *extra, ElectStyle()]
 
 
@@ -154,6 +173,8 @@ def _evaluate_fold(table, metric: str, fold: Fold, strategies: Sequence[Strategy
 
     result = EvalResult("", metric, table.direction(metric))
     p_train, p_test = problems
+    result.choices = [{"fold": fold.name, "strategy": s.name, "chosen": s.chosen, "inner": dict(s.inner_scores)}
+                      for s in strategies if getattr(s, "chosen", None) is not None]
     scores = {s.name: s.scores(p_test) for s in strategies}
     sbs = SingleBest().fit(p_train, seed=seed).scores(p_test)
     with_posterior = [s for s in strategies if s.posterior(p_test) is not None]
@@ -266,4 +287,5 @@ def _evaluate_parallel(table, metric, folds, *, jobs, progress, **kwargs) -> Eva
         merged.merge(parts[k])
     merged.rows.sort(key=lambda r: order[r["fold"]])
     merged.traces.sort(key=lambda r: order[r["fold"]])
+    merged.choices.sort(key=lambda r: order[r["fold"]])
     return merged

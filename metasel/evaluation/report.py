@@ -130,6 +130,18 @@ def markdown(summary: dict[str, dict[str, float]], *, title: str, anytime_k: int
     return "\n".join(lines) + "\n"
 
 
+def stack_choices(choices: list[dict]) -> str:
+    """What each stacked strategy chose on how many folds (its inner cross-validation's pick)."""
+    from collections import Counter
+
+    lines = []
+    for name in dict.fromkeys(c["strategy"] for c in choices):
+        count = Counter(c["chosen"] for c in choices if c["strategy"] == name)
+        lines.append(f"{name} chose, by inner cross-validation on each fold's training contexts: "
+                     + ", ".join(f"{k} on {v} fold(s)" for k, v in count.most_common()) + ".")
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def write_report(result: EvalResult, out_dir: str | Path, *, title: str, anytime_k: int = 5) -> dict:
     from metasel.plots import plot_curve, plot_per_task
 
@@ -137,12 +149,13 @@ def write_report(result: EvalResult, out_dir: str | Path, *, title: str, anytime
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(result)
     md = markdown(summary, title=title, anytime_k=anytime_k)
+    md += stack_choices(result.choices)
     md += f"\n{len({(r['task_id'], r['hardware_id']) for r in result.rows})} held-out (task, hardware) contexts; " \
           f"evaluation took {result.seconds:.0f}s.\n"
     (out / "results.md").write_text(md)
     (out / "results.json").write_text(json.dumps({"title": title, "metric": result.metric, "direction": result.direction,
                                                   "summary": summary, "per_context": result.rows,
-                                                  "anytime_per_context": result.traces,
+                                                  "anytime_per_context": result.traces, "stack_choices": result.choices,
                                                   "seconds": result.seconds}, separators=(",", ":"), default=float))
     curves = {name: np.asarray(c).mean(axis=0).tolist() for name, c in result.anytime.items()}
     plot_curve(curves, f"{title}: anytime regret", "mean relative regret", str(out / "anytime.png"))
