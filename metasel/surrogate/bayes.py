@@ -208,62 +208,67 @@ class BayesianSurrogate:
         seeds = [seed_of(k) for k in keys]
         if len(seeds) != len(tables):
             raise InputDataError(f"fit_many: expected one key per table ({len(tables)}), got {len(seeds)}")
-        splits = [_calibration_split(self, t, np.random.default_rng([s, 1]), by=calibrate_by) if calibrate else None
-                  for t, s in zip(tables, seeds)]
+        # per table: its calibration splits (disjoint held-out units; one, or more where one holds
+        # too few units for intervals level by level), flattened into one list of inner fits
+        splits_of = [_calibration_splits(self, t, s, by=calibrate_by) if calibrate else [] for t, s in zip(tables, seeds)]
+        flat = [(i, q, sp) for i, sps in enumerate(splits_of) for q, sp in enumerate(sps)]
 
         def fit_plans(plans):  # each plan's members' parameters, all plans as one batch
             params = iter(fit_batch([x for p in plans if p is not None for x in p[1]], self.config))
             return [[next(params) for _ in p[1]] if p is not None else None for p in plans]
 
-        def inner_model(template, split, plan, fits):
-            return template._finish(split.inner, plan[0], fits) if split is not None else None
+        def inner_seed(i, q):  # the first split's seed is what a single split always had
+            return _sub_seed(seeds[i], 2) if q == 0 else _sub_seed(seeds[i], 2 + 1000 * q)
 
         auto = self.config.tree_mean is None
         templates, choice_info = [self._variant(False) if auto else self] * len(tables), [{} for _ in tables]
-        if auto and any(sp is not None for sp in splits):
-            stage("1/2: calibration fits on 4/5 of the data, with and without the tree mean (compiles first)")
+        inners: list[list] = [[] for _ in tables]  # per table: the chosen variant's inner fits, one per split
+        if auto and flat:
+            stage(f"1/2: {len(flat)} calibration fit(s) on 4/5 of the data, with and without the tree mean "
+                  "(compiles first)")
             variants = [self._variant(False), self._variant(True)]
-            inner_arrays = [self._training_arrays(sp.inner) if sp is not None else None for sp in splits]
-            inner_plans = [[v._plan(sp.inner, _sub_seed(s, 2), arr) if sp is not None else None
-                            for sp, s, arr in zip(splits, seeds, inner_arrays)] for v in variants]
-            fitted = fit_plans([p for plans in inner_plans for p in plans])
-            n = len(tables)
-            inners = [[inner_model(v, sp, pl, f) for sp, pl, f in zip(splits, inner_plans[k], fitted[k * n:(k + 1) * n])]
+            arrays = [self._training_arrays(sp.inner) for _, _, sp in flat]
+            plans = [[v._plan(sp.inner, inner_seed(i, q), arr) for (i, q, sp), arr in zip(flat, arrays)] for v in variants]
+            fitted = fit_plans([p for pl in plans for p in pl])
+            n = len(flat)
+            models = [[v._finish(sp.inner, pl[0], f) for (_, _, sp), pl, f in zip(flat, plans[k], fitted[k * n:(k + 1) * n])]
                       for k, v in enumerate(variants)]
-            for i, sp in enumerate(splits):
-                if sp is None:
+            for i in range(len(tables)):
+                idx = [j for j, (t, _, _) in enumerate(flat) if t == i]
+                if not idx:
                     continue
-                rmse = [_zero_shot_rmse(inners[k][i], sp, tables[i]) for k in range(2)]
+                rmse = [_pooled_rmse([_zero_shot_errors(models[k][j], flat[j][2], tables[i]) for j in idx]) for k in range(2)]
                 k = int(rmse[1] < rmse[0])
                 templates[i] = variants[k]
+                inners[i] = [models[k][j] for j in idx]
                 choice_info[i] = {"tree_mean": "auto: " + ("on" if k else "off"), "inner_rmse_tower": rmse[0],
                                   "inner_rmse_trees": rmse[1]}
             took = time.monotonic() - clock["stage"]
             stage("2/2: the final fit on all the data", eta=0.6 * took)
             mains = [t._plan(tb, _sub_seed(s, 0)) for t, tb, s in zip(templates, tables, seeds)]
             main_fits = fit_plans(mains)
-            chosen = [inners[int(bool(t.config.tree_mean))][i] for i, t in enumerate(templates)]
         else:
-            stage("1/1: the final fit" + (" and its calibration fit" if calibrate else "") + " (compiles first)")
+            stage("1/1: the final fit" + (f" and {len(flat)} calibration fit(s)" if calibrate else "") + " (compiles first)")
             mains = [t._plan(tb, _sub_seed(s, 0)) for t, tb, s in zip(templates, tables, seeds)]
-            inner_plans = [t._plan(sp.inner, _sub_seed(s, 2)) if sp is not None else None
-                           for t, sp, s in zip(templates, splits, seeds)]
-            fitted = fit_plans([*mains, *inner_plans])
+            plans = [templates[i]._plan(sp.inner, inner_seed(i, q)) for i, q, sp in flat]
+            fitted = fit_plans([*mains, *plans])
             main_fits = fitted[:len(tables)]
-            chosen = [inner_model(t, sp, pl, f) for t, sp, pl, f in zip(templates, splits, inner_plans,
-                                                                         fitted[len(tables):])]
+            for (i, _, sp), pl, f in zip(flat, plans, fitted[len(tables):]):
+                inners[i].append(templates[i]._finish(sp.inner, pl[0], f))
         out = []
-        for table, template, main, fits, split, inner, info in zip(tables, templates, mains, main_fits, splits, chosen,
-                                                                    choice_info):
+        for table, template, main, fits, splits, inner, info in zip(tables, templates, mains, main_fits, splits_of, inners,
+                                                                     choice_info):
             model = template._finish(table, main[0], fits)
             model = model._with(replace(model._state, fit_info={**model._state.fit_info, **info}))
             if calibrate:
-                seen, zero, cond, widths = (1.0, 1.0, 1.0, {}) if split is None else \
-                    _calibration_factors(inner, split, table)
+                seen, zero, cond, widths = (1.0, 1.0, 1.0, {}) if not splits else \
+                    _calibration_factors(inner, splits, table)
                 model = model._with(replace(model._state, calib_zero=zero, calib_cond=cond, calib_seen=seen,
                                             calib_widths=widths,
                                             fit_info={**model._state.fit_info, "calib_seen": seen, "calib_zero": zero,
-                                                      "calib_cond": cond, "calibrate_by": calibrate_by}))
+                                                      "calib_cond": cond, "calibrate_by": calibrate_by,
+                                                      "calib_splits": len(splits),
+                                                      "calib_units": sum(sp.units for sp in splits)}))
             out.append(model)
         stage("done")
         return out
@@ -650,19 +655,44 @@ class _CalibrationSplit:
     dropped: "pd.DataFrame"  # the other cells left out
     rng: np.random.Generator
     units: int = 0  # how many units (tasks, hardware, task groups) the held-out cells come from
+    held_units: frozenset = frozenset()  # which units those are
+
+
+CALIBRATION_SPLITS = 5  # at most this many disjoint calibration splits (each a fifth of the units)
+
+
+def _calibration_splits(template: BayesianSurrogate, table: "PerfTable", seed: int, *,
+                        by: str = "task") -> list[_CalibrationSplit]:
+    """The calibration's inner fits: one split holding out a fifth of the units, and, where that is
+    fewer than ``CONFORMAL_MIN_UNITS`` units (20 machines hold out 4), more splits holding out
+    other units (never one twice), up to ``CALIBRATION_SPLITS``, until the held-out units reach
+    ``CONFORMAL_MIN_UNITS`` or run out: interval widths then come from the errors of every
+    held-out unit (cross-validation over groups, in the manner of CV+), not of a handful.
+    The first split is the single split the fit always made (same seed, same units)."""
+    first = _calibration_split(template, table, np.random.default_rng([seed, 1]), by=by)
+    if first is None:
+        return []
+    out, held = [first], set(first.held_units)
+    while sum(sp.units for sp in out) < CONFORMAL_MIN_UNITS and len(out) < CALIBRATION_SPLITS:
+        sp = _calibration_split(template, table, np.random.default_rng([seed, 1, len(out)]), by=by, exclude=held)
+        if sp is None:
+            break
+        out.append(sp)
+        held |= sp.held_units
+    return out
 
 
 def _calibration_split(template: BayesianSurrogate, table: "PerfTable", rng: np.random.Generator, *,
-                       by: str = "task") -> _CalibrationSplit | None:
+                       by: str = "task", exclude: set = frozenset()) -> _CalibrationSplit | None:
     """The inner fit's training table: it leaves out a fifth of the training units — tasks,
-    hardware, or groups of tasks (``by``) — and a tenth of the other cells. None when there are
-    too few units to hold any out."""
+    hardware, or groups of tasks (``by``), none of ``exclude`` — and a tenth of the other cells.
+    None when there are too few units to hold any out."""
     long = table.long(template.metric)
     long = long[long["value"] > 0].reset_index(drop=True)
-    held = _held_out_rows(table, long, by, rng)
+    held = _held_out_rows(table, long, by, rng, exclude=exclude)
     if held is None:
         return None
-    held_rows, units = held
+    held_rows, units, held_units = held
     held = set(zip(long.loc[held_rows, "task_id"], long.loc[held_rows, "hardware_id"]))  # held-out contexts
     kept = long[~held_rows]
     drop_cells = kept.sample(frac=0.1, random_state=int(rng.integers(2**31))) if len(kept) >= 20 else kept.iloc[0:0]
@@ -671,22 +701,28 @@ def _calibration_split(template: BayesianSurrogate, table: "PerfTable", rng: np.
     in_held = np.array([c in held for c in zip(obs["task_id"], obs["hardware_id"])], dtype=bool)
     in_dropped = np.array([c in dropped for c in zip(obs["task_id"], obs["method"], obs["hardware_id"])], dtype=bool)
     return _CalibrationSplit(table.subset(~in_held & ~in_dropped),
-                             long[held_rows].reset_index(drop=True), drop_cells, rng, units)
+                             long[held_rows].reset_index(drop=True), drop_cells, rng, units, frozenset(held_units))
 
 
-def _zero_shot_rmse(inner: BayesianSurrogate, split: _CalibrationSplit, table: "PerfTable") -> float:
-    """log-RMSE of the inner fit's zero-shot means on the held-out units' cells."""
+def _zero_shot_errors(inner: BayesianSurrogate, split: _CalibrationSplit, table: "PerfTable") -> np.ndarray:
+    """The inner fit's zero-shot log errors on the held-out units' cells."""
     test = split.test
     if test.empty:
-        return float("nan")
+        return np.zeros(0)
     p = inner.predict(test[["task_id", "method", "hardware_id"]], table=table)
-    return float(np.sqrt(np.mean((p.mean - np.log(test["value"].to_numpy())) ** 2)))
+    return p.mean - np.log(test["value"].to_numpy())
 
 
-def _calibration_factors(inner: BayesianSurrogate, split: _CalibrationSplit,
+def _pooled_rmse(errors: list[np.ndarray]) -> float:
+    """log-RMSE over every split's held-out cells together."""
+    e = np.concatenate(errors) if errors else np.zeros(0)
+    return float(np.sqrt(np.mean(e ** 2))) if len(e) else float("nan")
+
+
+def _calibration_factors(inners: list[BayesianSurrogate], splits: list[_CalibrationSplit],
                          table: "PerfTable") -> tuple[float, float, float, dict]:
-    """Std inflation factors (seen, zero-shot, conditioned) from the inner fit's errors, and
-    each case's interval widths at ``base.LEVELS``.
+    """Std inflation factors (seen, zero-shot, conditioned) from the inner fits' errors, and
+    each case's interval widths at ``base.LEVELS``; one inner fit per split, their errors pooled.
 
     Seen: the left-out cells of contexts it trained on. Zero-shot: the left-out units' cells
     predicted from nothing. Conditioned: each left-out context's cells split in two halves,
@@ -698,9 +734,35 @@ def _calibration_factors(inner: BayesianSurrogate, split: _CalibrationSplit,
     one std factor too wide at 50% once it is right at 90%). Fewer than 20 errors: no widths.
     The held-out units' errors are exchangeable only unit by unit (a held-out machine is
     faster than predicted on every cell), so the zero-shot and conditioned cases get widths
-    only from at least ``CONFORMAL_MIN_UNITS`` held-out units; below that they keep the
-    Gaussian shape with the 90% factor.
+    only from at least ``CONFORMAL_MIN_UNITS`` held-out units over all splits; below that they
+    keep the Gaussian shape with the 90% factor.
     """
+    parts = [_split_zscores(inner, split, table) for inner, split in zip(inners, splits)]
+    z_seen, z0, z1 = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    from scipy.stats import norm
+
+    z90 = norm.ppf(0.95)
+
+    def factor(z):
+        return float(max(1.0, np.quantile(z, 0.9) / z90)) if len(z) >= 5 else 1.0
+
+    def widths(z, f):
+        z = np.sort(z)
+        n = len(z)
+        ranks = [min(n, int(np.ceil((n + 1) * lv))) for lv in LEVELS]
+        return [float(z[r - 1] / (f * norm.ppf(0.5 + lv / 2.0))) for r, lv in zip(ranks, LEVELS)]
+
+    units = sum(sp.units for sp in splits)
+    enough = {"seen": True, "zero": units >= CONFORMAL_MIN_UNITS, "cond": units >= CONFORMAL_MIN_UNITS}
+    out = {case: widths(z, factor(z)) for case, z in (("seen", z_seen), ("zero", z0), ("cond", z1))
+           if len(z) >= 20 and enough[case]}
+    return factor(z_seen), factor(z0), factor(z1), out
+
+
+def _split_zscores(inner: BayesianSurrogate, split: _CalibrationSplit,
+                   table: "PerfTable") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One inner fit's standardised errors: on seen contexts' left-out cells, zero-shot on the
+    held-out units, and conditioned on half of each held-out context's cells."""
     from metasel.data.table import PerfTable
 
     metric, rng, test, drop_cells = inner.metric, split.rng, split.test, split.dropped
@@ -727,23 +789,7 @@ def _calibration_factors(inner: BayesianSurrogate, split: _CalibrationSplit,
         cond = inner.condition(PerfTable(told.rename(columns={"value": metric})[
             ["task_id", "method", "hardware_id", metric]], source="calibration"))
         z1 = zscores(cond, test.loc[np.concatenate(asked)])
-    from scipy.stats import norm
-
-    z90 = norm.ppf(0.95)
-
-    def factor(z):
-        return float(max(1.0, np.quantile(z, 0.9) / z90)) if len(z) >= 5 else 1.0
-
-    def widths(z, f):
-        z = np.sort(z)
-        n = len(z)
-        ranks = [min(n, int(np.ceil((n + 1) * lv))) for lv in LEVELS]
-        return [float(z[r - 1] / (f * norm.ppf(0.5 + lv / 2.0))) for r, lv in zip(ranks, LEVELS)]
-
-    enough = {"seen": True, "zero": split.units >= CONFORMAL_MIN_UNITS, "cond": split.units >= CONFORMAL_MIN_UNITS}
-    out = {case: widths(z, factor(z)) for case, z in (("seen", z_seen), ("zero", z0), ("cond", z1))
-           if len(z) >= 20 and enough[case]}
-    return factor(z_seen), factor(z0), factor(z1), out
+    return z_seen, z0, z1
 
 
 def _sub_seed(seed: int, i: int) -> int:
@@ -751,9 +797,11 @@ def _sub_seed(seed: int, i: int) -> int:
     return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
 
 
-def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> tuple[np.ndarray, int] | None:
+def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng,
+                   exclude: set = frozenset()) -> tuple[np.ndarray, int, set] | None:
     """Rows of ``long`` whose unit (task, hardware, or task group ``by``) is in a random fifth
-    of the units, and how many units that is; None when there are too few units to hold any out."""
+    of the units (drawn from those not in ``exclude``), how many units that is, and which;
+    None when there are too few units to hold any out, or none left outside ``exclude``."""
     if by == "task":
         unit = long["task_id"].astype(str)
     elif by == "hardware":
@@ -767,8 +815,11 @@ def _held_out_rows(table: "PerfTable", long: "pd.DataFrame", by: str, rng) -> tu
     units = sorted(unit.unique())
     if len(units) < (5 if by == "task" else 3):
         return None
-    held_units = set(rng.choice(units, size=max(1, len(units) // 5), replace=False).tolist())
-    return unit.isin(held_units).to_numpy(), len(held_units)
+    free = [u for u in units if u not in exclude]
+    if not free:
+        return None
+    held_units = set(rng.choice(free, size=min(len(free), max(1, len(units) // 5)), replace=False).tolist())
+    return unit.isin(held_units).to_numpy(), len(held_units), held_units
 
 
 def _representatives(ctx_keys, catalog: Catalog, names) -> dict[str, dict[str, str]]:

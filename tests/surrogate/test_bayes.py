@@ -199,16 +199,45 @@ def test_calibration_leaves_out_what_it_is_told():
     from metasel.surrogate.bayes import _held_out_rows
 
     long = table.long("value")
-    rows, units = _held_out_rows(table, long, "hardware", np.random.default_rng(0))
+    rows, units, which = _held_out_rows(table, long, "hardware", np.random.default_rng(0))
     held_hw = set(long.loc[rows, "hardware_id"])
-    assert len(held_hw) == 1 == units and rows.sum() == int((long["hardware_id"] == next(iter(held_hw))).sum())
-    # one held-out machine is too few exchangeable units for intervals level by level: the zero-shot
+    assert len(held_hw) == 1 == units and held_hw == which
+    assert rows.sum() == int((long["hardware_id"] == next(iter(held_hw))).sum())
+    # one machine per split is too few: more splits hold out the other machines, each once (all five)
+    assert info["calib_splits"] == 5 and info["calib_units"] == 5
+    # five machines are still too few exchangeable units for intervals level by level: the zero-shot
     # and conditioned cases keep the Gaussian shape (the cells of seen contexts are the units there)
     assert not {"zero", "cond"} & set(by_hw._state.calib_widths)
-    rows, units = _held_out_rows(table, long, "task", np.random.default_rng(0))
+    rows, units, _ = _held_out_rows(table, long, "task", np.random.default_rng(0))
     assert long.loc[rows, "task_id"].nunique() == 6 == units and long.loc[rows, "hardware_id"].nunique() == 5
+    rows, units, _ = _held_out_rows(table, long, "hardware", np.random.default_rng(0), exclude={"hw0", "hw1", "hw2", "hw3"})
+    assert set(long.loc[rows, "hardware_id"]) == {"hw4"} and units == 1
+    assert _held_out_rows(table, long, "hardware", np.random.default_rng(0), exclude=set(long["hardware_id"])) is None
     with pytest.raises(InputDataError, match="calibrate_by.*no task has"):
         BayesianSurrogate("value", config=cfg, embed="none").fit(table, key=0, calibrate_by="model.nonexistent")
+
+
+def test_calibration_splits_reach_enough_held_out_units():
+    """Twelve machines, a fifth held out per split (2): splits are added, none holding a machine out
+    twice, until 8 machines are held out; their pooled errors give widths level by level. With 40
+    tasks one split holds out 8 tasks: one split, as always."""
+    from dataclasses import replace
+
+    from metasel.surrogate.bayes import _calibration_splits
+
+    table, _ = low_rank_table(num_tasks=10, num_methods=4, num_hardware=12, rank=1, noise=0.05, density=0.9, seed=8)
+    model = BayesianSurrogate("value", config=replace(FAST, steps=60), embed="none")
+    splits = _calibration_splits(model, table, 0, by="hardware")
+    assert [sp.units for sp in splits] == [2, 2, 2, 2]
+    held = [sp.held_units for sp in splits]
+    assert len(set().union(*held)) == 8  # disjoint
+    for sp in splits:
+        assert set(sp.test["hardware_id"]) == set(sp.held_units)
+        assert not set(sp.inner.observations["hardware_id"]) & set(sp.held_units)
+    fitted = model.fit(table, key=0, calibrate_by="hardware")
+    assert fitted.info()["calib_splits"] == 4 and "zero" in fitted._state.calib_widths
+    many, _ = low_rank_table(num_tasks=40, num_methods=3, num_hardware=1, density=1.0, seed=1)
+    assert len(_calibration_splits(model, many, 0, by="task")) == 1
 
 
 def test_failure_model_learns_where_a_method_fails(tmp_path):
