@@ -200,7 +200,7 @@ def describe_intervals(by: str | None, by_level: bool = False) -> str:
         return "intervals: not calibrated (the model's Gaussian spread)"
     what = {"task": "a new task on known hardware", "hardware": "new hardware"}.get(by, f"a new {by} (tasks grouped by it)")
     how = "split conformal, level by level," if by_level else \
-        "one std factor at 90% (too few held out for level by level), from"
+        "one std factor at 90% (too few held out for level by level),"
     return f"intervals calibrated for {what}: {how} on {by} groups held out of the training data"
 
 

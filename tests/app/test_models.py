@@ -50,3 +50,22 @@ def test_a_cached_fit_is_conditioned_on_additions_and_refitted_when_they_are_man
         lines.clear()
         model_for(s.load(), "value", store_path=store_path, model_path=None, say=lines.append, steps=30)
         assert any("no longer in the store" in line for line in lines), lines
+
+
+def test_suggest_says_level_by_level_only_where_enough_units_were_held_out():
+    """Four machines: every calibration split together holds out 4 < 8, so a new machine keeps one
+    std factor and suggest says so; twelve machines reach 8 held out and get widths level by level."""
+    from metasel.app.suggest import describe_intervals, intervals_for
+    from metasel.surrogate import BayesianSurrogate, TrainConfig
+
+    lines = {}
+    for num_hardware in (4, 12):
+        table, _ = low_rank_table(num_tasks=10, num_methods=4, num_hardware=num_hardware, rank=1, noise=0.05,
+                                  density=0.9, seed=8)
+        model = BayesianSurrogate("value", config=TrainConfig(steps=60, members=1), embed="none").fit(
+            table, key=0, calibrate_by="hardware")
+        lines[num_hardware] = describe_intervals(*intervals_for(model))
+    assert lines[4] == ("intervals calibrated for new hardware: one std factor at 90% (too few held out for level by "
+                        "level), on hardware groups held out of the training data")
+    assert lines[12] == ("intervals calibrated for new hardware: split conformal, level by level, on hardware groups "
+                         "held out of the training data")

@@ -138,11 +138,13 @@ model: {preset: llama-125m}
 workload: {prompt_len: 512, output_len: 256, batch_size: 1, num_requests: 8}
 """)
     store = tmp_path / "s.sqlite"
+    # no landmarks: they would generate 8 x 256 tokens of the 125M model (and a draft) in this process
     r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(slow), "--methods", "baseline",
-                                  "--timeout", "3", "--threads", "1", "--quiet"])
+                                  "--timeout", "3", "--threads", "1", "--quiet", "--no-landmarks"])
     assert r.exit_code == 0, r.output
     assert "timeout 1" in r.output
-    r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(grid), "--threads", "1", "--quiet"])
+    r = CliRunner().invoke(main, ["--store", str(store), "collect", "--grid", str(grid), "--threads", "1", "--quiet",
+                                  "--no-landmarks"])
     assert "2 ok" in r.output
     with Store(store) as s:
         statuses = s.load().observations["status"].tolist()
@@ -319,12 +321,21 @@ workload: {prompt_len: 12, output_len: 4, batch_size: 2}
 
     if busy_reason(sample(1.0), 2):  # something outside this test keeps the machine busy: no quiet run to compare
         pytest.skip("the machine is busy without the test's hog; the quiet half cannot be checked")
-    r = CliRunner().invoke(main, [*args, "--remeasure-noisy"])
-    assert r.exit_code == 0, r.output
-    assert "busy" not in r.output and "noisy" not in r.output.split("collected")[1], r.output
+    for _ in range(3):
+        r = CliRunner().invoke(main, [*args, "--remeasure-noisy"])
+        assert r.exit_code == 0, r.output
+        assert "busy" not in r.output, r.output
+        if "noisy" not in r.output.split("collected")[1]:
+            break
+        # two repeats of a 4-token cell can disagree on a quiet machine: that is the cell's own spread, flagged as
+        # such (not as other processes' work), and --remeasure-noisy measures it again
+        assert "its repeats disagree" in r.output, r.output
+    else:
+        pytest.fail(f"three quiet re-measurements were all noisy: {r.output}")
     with Store(store) as s:
         t = s.load()
-    assert sorted(t.observations["flags"]) == ["", "noisy"]
+    flags = t.observations.sort_values("timestamp")["flags"].tolist()
+    assert flags[0] == "noisy" and flags[-1] == "" and flags.count("") == 1
     clean = t.observations[t.observations["flags"] == ""].iloc[0]
     assert json.loads(clean["machine"])["other_cores"] < 0.25
     long = t.long("throughput_tok_s")
