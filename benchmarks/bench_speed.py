@@ -5,7 +5,8 @@
 Every figure is measured in a fresh process, first with this checkout, then with ``--base``
 (default: the commit before the fast-learner work) checked out into a temporary git
 worktree and run with the same virtual environment; the table shows both and their ratio.
-The machine is shared and noisy: read the ratios. Jobs that took many minutes at the base
+The machine is shared and noisy: read the ratios. ``--busy N`` keeps N other processes
+spinning on the CPU for the whole run (both trees alike): a user's machine is rarely idle. Jobs that took many minutes at the base
 commit run only their first ``--base-folds`` folds there (``--base-aslib-folds`` per ASlib
 scenario), and the table scales that time to all folds (marked ``~``): fits dominate those
 jobs and each fold's fits take about as long.
@@ -17,6 +18,8 @@ Jobs (``--only`` picks some):
   llm_fit    fit (with its calibration) on the LLM-Inference-Bench main sweep
   shipped    ``metasel evaluate --protocol loto`` on the shipped measured data, all strategies
   aslib      the 15 scenarios of ../shared/data/aslib_dev on their official folds, all strategies
+  aslib_fit  one fit (with its calibration) on each of the 15 ASlib scenarios' whole table, metasel
+             alone: the learner's own cost on generic matrices, without the baselines and the loop
   fit100k    fit on 100k synthetic observations (time and peak memory of the process)
   demo       ``make demo``'s steps after the set-up (import, show, fit, suggest), then a cold
              ``suggest`` with the models on disk
@@ -36,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 BASE = "d9e5447"  # main before the fast-learner issue (#14)
-JOBS = ("planted", "llm_fit", "shipped", "aslib", "fit100k", "demo")
+JOBS = ("planted", "llm_fit", "shipped", "aslib", "aslib_fit", "fit100k", "demo")
 
 CHILD = r"""
 import json, resource, sys, time
@@ -48,6 +51,13 @@ if job == "llm_fit":
     table = read_llm_inference_bench(arg["path"])
     t = time.perf_counter()
     BayesianSurrogate("throughput_tok_s").fit(table, key=0)
+    out = {"seconds": time.perf_counter() - t, "cells": len(table)}
+elif job == "aslib_fit":
+    from metasel.cli._data import read_source
+    from metasel.surrogate import BayesianSurrogate
+    table = read_source(arg["perf"], "auto", features=arg["features"], objective="min")
+    t = time.perf_counter()
+    BayesianSurrogate("value").fit(table, key=0)
     out = {"seconds": time.perf_counter() - t, "cells": len(table)}
 elif job == "fit100k":
     from metasel.surrogate import BayesianSurrogate
@@ -153,6 +163,12 @@ def measure(job: str, tree: Path, tmp: Path, *, folds: int | None) -> list[tuple
             total, any_est = total + s, any_est or est
         what = "all strategies" if ASLIB_BASELINES == "all" else f"metasel + baselines {ASLIB_BASELINES}"
         return [(f"ASlib dev, 15 scenarios, official folds, {what}", total, any_est, "s"), *rows]
+    if job == "aslib_fit":
+        rows = []
+        for scen in sorted(p for p in (SHARED / "aslib_dev").iterdir() if p.is_dir()):
+            r = _child("aslib_fit", {"perf": str(scen / "perf.csv"), "features": str(scen / "features.csv")}, tree)
+            rows.append((f"  fit {scen.name} ({r['cells']:,} cells)", r["seconds"], False, "s"))
+        return [("ASlib dev, one fit on each of the 15 scenarios, summed", sum(r[1] for r in rows), False, "s"), *rows]
     if job == "fit100k":
         r = _child("fit100k", {}, tree)
         return [(f"fit on {r['cells']:,} synthetic observations", r["seconds"], False, "s"),
@@ -185,7 +201,18 @@ def main() -> None:
     ap.add_argument("--base-aslib-folds", type=int, default=1, help="folds of each ASlib scenario run at the base [1]")
     ap.add_argument("--aslib-baselines", default="all", help="--baselines of the ASlib evaluations [all]")
     ap.add_argument("--only", nargs="*", choices=JOBS, default=list(JOBS))
+    ap.add_argument("--busy", type=int, default=0, help="other processes kept spinning on the CPU during the run [0]")
     args = ap.parse_args()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        _main(args)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def _main(args) -> None:
     global ASLIB_BASELINES
     ASLIB_BASELINES = args.aslib_baselines
     sys.path.insert(0, str(ROOT))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -141,6 +142,11 @@ class Failures:
         """Attempted / failed matrices over every described context of ``table``; ``encode`` maps
         (task, hardware) descriptor pairs to ``dim`` features; ``forests``: let a forest compete
         with each method's logistic regression (else logistic only)."""
+        with one_blas_thread():
+            return cls._fit(table, encode, catalog, dim=dim, l2=l2, seed=seed, forests=forests)
+
+    @classmethod
+    def _fit(cls, table, encode, catalog, *, dim, l2, seed, forests) -> "Failures":
         from metasel.surrogate._forest import Forest
 
         obs = table.observations
@@ -238,6 +244,18 @@ def _logistic(x: np.ndarray, y: np.ndarray, w0: np.ndarray, l2: float, iters: in
         if np.abs(step).max() < 1e-8:
             break
     return w
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS (OpenBLAS) uses one thread. The failure model's linear
+    algebra is on small matrices (Newton steps over about a hundred features), where a second
+    thread gains nothing; on a machine whose cores are busy with other work, OpenBLAS's waiting
+    threads made its fit about 3x slower (15 s against 5 s on CSP-Minizinc-Time-2016)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn brings it; without it the fit runs as numpy is set up
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def seed_of(key) -> int:

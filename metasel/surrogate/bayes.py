@@ -231,7 +231,8 @@ class BayesianSurrogate:
             plans = [[v._plan(sp.inner, inner_seed(i, q), arr) for (i, q, sp), arr in zip(flat, arrays)] for v in variants]
             fitted = fit_plans([p for pl in plans for p in pl])
             n = len(flat)
-            models = [[v._finish(sp.inner, pl[0], f) for (_, _, sp), pl, f in zip(flat, plans[k], fitted[k * n:(k + 1) * n])]
+            models = [[v._finish(sp.inner, pl[0], f, failures=False)
+                       for (_, _, sp), pl, f in zip(flat, plans[k], fitted[k * n:(k + 1) * n])]
                       for k, v in enumerate(variants)]
             for i in range(len(tables)):
                 idx = [j for j, (t, _, _) in enumerate(flat) if t == i]
@@ -254,7 +255,7 @@ class BayesianSurrogate:
             fitted = fit_plans([*mains, *plans])
             main_fits = fitted[:len(tables)]
             for (i, _, sp), pl, f in zip(flat, plans, fitted[len(tables):]):
-                inners[i].append(templates[i]._finish(sp.inner, pl[0], f))
+                inners[i].append(templates[i]._finish(sp.inner, pl[0], f, failures=False))
         out = []
         for table, template, main, fits, splits, inner, info in zip(tables, templates, mains, main_fits, splits_of, inners,
                                                                      choice_info):
@@ -330,15 +331,17 @@ class BayesianSurrogate:
         return d, [FitInput.of(d["xc"], d["xm"], y, d["mask"], xp=d["xp"], rep=d["rep"], seed=_sub_seed(seed, i))
                    for i in range(n_members)]
 
-    def _finish(self, table: "PerfTable", d: dict, fits: list[dict]) -> "BayesianSurrogate":
-        """The fitted surrogate from a plan's arrays and its members' parameters."""
+    def _finish(self, table: "PerfTable", d: dict, fits: list[dict], *, failures: bool = True) -> "BayesianSurrogate":
+        """The fitted surrogate from a plan's arrays and its members' parameters. ``failures=False``
+        leaves out the failure model: a calibration's inner fit is scored on its predictive
+        mean and spread alone, and the failure model was most of its cost (a forest per method)."""
         encoder = d["encoder"]
         state = _State(
             metric=self.metric, direction=table.direction(self.metric), config=self.config, encoder=encoder,
             members=[_Member.from_params(p) for p in fits], y_mean=d["y_mean"], y_std=d["y_std"],
             train_methods=d["methods"], catalog=d["catalog"], evidence=d["evidence"], data_hash=table.content_hash(),
             failures=Failures.fit(table, encoder.contexts, d["catalog"], dim=encoder.context_dim,
-                                  forests=self.config.failure_forests),
+                                  forests=self.config.failure_forests) if failures else None,
             losses=np.stack([p["losses"] for p in fits]), train_contexts=frozenset(d["ctx_keys"]),
             tree_mean=d.get("tree_mean"),
             fit_info={"num_contexts": len(d["ctx_keys"]), "num_methods": len(d["methods"]),
