@@ -6,10 +6,10 @@ Every figure is measured in a fresh process, first with this checkout, then with
 (default: the commit before the fast-learner work) checked out into a temporary git
 worktree and run with the same virtual environment; the table shows both and their ratio.
 The machine is shared and noisy: read the ratios. ``--busy N`` keeps N other processes
-spinning on the CPU for the whole run (both trees alike): a user's machine is rarely idle. Jobs that took many minutes at the base
-commit run only their first ``--base-folds`` folds there (``--base-aslib-folds`` per ASlib
-scenario), and the table scales that time to all folds (marked ``~``): fits dominate those
-jobs and each fold's fits take about as long.
+spinning on the CPU for the whole run (both trees alike): a user's machine is rarely idle.
+Jobs that took many minutes at the base commit run only their first ``--base-folds`` folds
+there (``--base-aslib-folds`` per ASlib scenario), and the table scales that time to all folds
+(marked ``~``): fits dominate those jobs and each fold's fits take about as long.
 
 Jobs (``--only`` picks some):
   planted    ``metasel evaluate --protocol loto`` on a planted generic matrix of 60 tasks x 4
