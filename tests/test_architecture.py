@@ -19,6 +19,7 @@ LAYERS = [
     {"select"},
     {"evaluation"},
     {"app"},
+    {"integrations"},
     {"cli"},
     {"testing"},
 ]

@@ -152,8 +152,6 @@ ENGINE_SETTINGS: dict[str, dict[str, tuple]] = {
     "vllm": {"dtype": ("float32", "bfloat16"), "max_num_seqs": (1, 4, 16, 64), "prefix_caching": (False, True),
              "chunked_prefill": (False, True), "ngram_speculative": (False, True)},
 }
-_BITS = {"float32": 32.0, "fp32": 32.0, "f32": 32.0, "bfloat16": 16.0, "f16": 16.0, "int8": 8.0, "int8_float32": 8.0,
-         "q8_0": 8.0, "int4": 4.0, "q4_K_M": 4.5, "q4_0": 4.0}
 
 
 def _check_engine_settings(m: Method) -> None:
@@ -168,44 +166,13 @@ def _check_engine_settings(m: Method) -> None:
 
 
 def _engine_techniques(m: Method) -> dict[str, float]:
-    """An engine method's vector: which engine, weight bits, and its batching and decoding settings,
-    named like the transformers methods' techniques where they mean the same thing."""
-    import math
-
-    s = dict(m.settings)
-    precision = next((s[k] for k in ("compute_type", "precision", "weight_format", "gguf_type", "dtype") if k in s), "float32")
-    bits = _BITS[precision]
-    batch = int(s.get("max_batch", s.get("max_num_seqs", 1)))
-    t = {T.engine(e): float(e == m.engine) for e in ENGINE_SETTINGS}
-    t.update({
-        T.WEIGHT_BITS: bits, T.BF16: float(precision == "bfloat16"), T.INT8_DYNAMIC: float(bits == 8.0),
-        T.INT4: float(bits < 8.0), T.MAX_BATCH_LOG2: math.log2(batch),
-        T.STATIC_BATCHING: float(m.engine != "vllm" and batch > 1),
-        T.CONTINUOUS_BATCHING: float(m.engine == "vllm" and batch > 1),
-        T.PREFIX_CACHE: float(bool(s.get("prefix_caching"))), T.PROMPT_LOOKUP: float(bool(s.get("ngram_speculative"))),
-        T.CHUNKED_PREFILL: float(bool(s.get("chunked_prefill"))), T.FLASH_ATTENTION: float(bool(s.get("flash_attn"))),
-        T.PREFILL_BATCH_LOG2: math.log2(int(s["n_batch"])) if "n_batch" in s else 0.0,
-    })
-    return t
+    """An engine method's vector (:func:`metasel.domain.techniques.engine_techniques`)."""
+    return T.engine_techniques(m.engine, dict(m.settings))
 
 
 def engine_method(engine: str, **settings) -> Method:
-    """``ctranslate2/int8+b8``-style names: the engine, then its settings in a fixed order."""
-    short = {"max_batch": "b", "max_num_seqs": "seqs", "n_batch": "nb"}
-    flags = {"prefix_caching": "prefix", "chunked_prefill": "chunked", "ngram_speculative": "ngram", "flash_attn": "fa"}
-    parts = []
-    for key in ENGINE_SETTINGS[engine]:
-        if key not in settings:
-            continue
-        v = settings[key]
-        if key in flags:
-            if v:
-                parts.append(flags[key])
-        elif key in short:
-            parts.append(f"{short[key]}{v}")
-        else:
-            parts.append(str(v))
-    return Method(f"{engine}/" + "+".join(parts), engine=engine, settings=tuple(settings.items()))
+    """``ctranslate2/int8+b8``-style names (:func:`metasel.domain.techniques.engine_method_name`)."""
+    return Method(T.engine_method_name(engine, settings), engine=engine, settings=tuple(settings.items()))
 
 
 for _m in (

@@ -24,7 +24,17 @@ def _threads(text: str) -> list[int | None]:
 
 
 @main.command("collect")
-@click.option("--grid", "grid_path", required=True, type=click.Path(dir_okay=False), help="Grid spec YAML (or one task spec).")
+@click.option("--grid", "grid_path", default=None, type=click.Path(dir_okay=False), help="Grid spec YAML (or one task spec).")
+@click.option("--endpoint", default=None, metavar="URL",
+              help="Measure a running OpenAI-compatible server instead (with --task and --method-name).")
+@click.option("--task", "task_path", default=None, type=click.Path(dir_okay=False),
+              help="endpoint: the task spec YAML whose workload is sent.")
+@click.option("--method-name", default=None, help="endpoint: the method the measurement is stored as.")
+@click.option("--served-model", default=None, help="endpoint: the model name to request [default: the server's first].")
+@click.option("--hardware", "hardware_path", default="auto", show_default=True,
+              help="endpoint: the machine that serves: 'auto' (this one) or a hardware YAML file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="endpoint: its engine and settings (engine=vllm, max_num_seqs=64, ...), for the technique vector.")
 @click.option("--methods", default=None, help="Comma-separated method names [default: the grid's, else all but compiled].")
 @click.option("--repeats", type=click.IntRange(1), default=None, help="Measured runs per cell after a warm-up [default: grid's, else 3].")
 @click.option("--threads", default="all", show_default=True,
@@ -42,12 +52,17 @@ def _threads(text: str) -> list[int | None]:
 @click.option("--landmarks/--no-landmarks", default=True, show_default=True,
               help="Then measure the landmarks of the grid's tasks that have none (see 'metasel landmarks').")
 @click.pass_context
-def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, timeout_s, seed, force, remeasure_noisy,
-                list_only, quiet, landmarks):
+def collect_cmd(ctx, grid_path, endpoint, task_path, method_name, served_model, hardware_path, overrides, methods,
+                repeats, threads, device, ray_address, timeout_s, seed, force, remeasure_noisy, list_only, quiet,
+                landmarks):
     """Measure (task, method) cells on this machine (or a Ray cluster) and append them to the store.
 
     Resumable: cells this hardware already has are skipped unless --force. Each
     observation is stored in its own transaction as soon as it is measured.
+
+    With --endpoint URL --task spec.yaml --method-name NAME it measures a server the user
+    already runs (any OpenAI-compatible one, here or on another node) with the same load
+    generator and prompts, and stores it as method NAME of that task on --hardware.
     """
     from metasel.bench import methods as registry
     from metasel.spec import parse_grid_spec, parse_task_spec, read_yaml
@@ -56,6 +71,12 @@ def collect_cmd(ctx, grid_path, methods, repeats, threads, device, ray_address, 
         for m in registry.REGISTRY.values():
             click.echo(f"{m.name:32s} {m.describe()}")
         return
+    if endpoint is not None:
+        _collect_endpoint(ctx, endpoint, task_path, method_name, served_model, hardware_path, overrides,
+                          repeats=repeats or 3, seed=seed, grid_path=grid_path)
+        return
+    if grid_path is None:
+        raise click.UsageError("expected --grid FILE (or --endpoint URL with --task and --method-name)")
     raw = read_yaml(grid_path)
     if isinstance(raw, dict) and ("axes" in raw or "base" in raw):
         grid = parse_grid_spec(raw, source=grid_path)
@@ -116,3 +137,38 @@ def landmarks_cmd(ctx, seed, force):
     with open_store(ctx, create=False) as store:
         got = fill_store(store, run_seed=seed, force=force, say=click.echo)
     click.echo(f"landmarks: {len(got)} task(s) measured")
+
+
+def _collect_endpoint(ctx, endpoint, task_path, method_name, served_model, hardware_path, overrides, *, repeats, seed,
+                      grid_path):
+    from metasel.errors import InputDataError
+
+    if grid_path is not None:
+        raise click.UsageError("--endpoint measures one task: pass --task spec.yaml, not --grid")
+    if not task_path or not method_name:
+        raise click.UsageError("--endpoint needs --task spec.yaml and --method-name NAME")
+    from metasel.bench.endpoint import collect_endpoint, endpoint_method
+    from metasel.cli._data import serving_hardware
+    from metasel.data.serving import parse_overrides
+    from metasel.spec import parse_task_spec, read_yaml
+
+    spec = parse_task_spec(read_yaml(task_path), source=task_path)
+    settings = parse_overrides(overrides)
+    engine = settings.pop("engine", None)
+    unknown = [k for k in settings if k in ("model", "method")]
+    if unknown:
+        raise InputDataError(f"--set {unknown[0]}: not for --endpoint (use --served-model / --method-name)")
+    method = endpoint_method(method_name, endpoint, engine=engine, settings=settings)
+    hardware = serving_hardware(hardware_path)
+    if hardware is None:
+        raise InputDataError(f"--hardware {hardware_path!r}: expected 'auto' or a hardware YAML file")
+    with open_store(ctx) as store:
+        result = collect_endpoint(endpoint, spec, store, method=method, hardware=hardware, model=served_model,
+                                  repeats=repeats, seed=seed, say=click.echo)
+    if result["status"] == "ok":
+        click.echo(f"{method_name}: ok {result['throughput_tok_s']:,.1f} tok/s, TTFT p50/p99 "
+                   f"{result['ttft_p50_ms']:.1f}/{result['ttft_p99_ms']:.1f} ms, TPOT p50/p99 "
+                   f"{result['tpot_p50_ms']:.2f}/{result['tpot_p99_ms']:.2f} ms, e2e p99 {result['e2e_p99_ms']:.1f} ms "
+                   f"(stored on {hardware['name']})")
+    else:
+        click.echo(f"{method_name}: {result['status']}: {result['message']} (stored on {hardware['name']})")

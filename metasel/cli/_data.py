@@ -11,7 +11,9 @@ from metasel.cli import main
 from metasel._format import number, table
 from metasel.errors import InputDataError
 
-FORMATS = ("auto", "metasel", "generic", "llm-inference-bench")
+FORMATS = ("auto", "metasel", "generic", "llm-inference-bench", "vllm-bench", "vllm-sweep", "guidellm", "aiperf", "llmperf")
+#: formats whose files come from serving benchmarks (metasel.data.serving)
+SERVING = FORMATS[4:]
 
 
 def open_store(ctx: click.Context, *, create: bool = True, readonly: bool = False):
@@ -49,13 +51,24 @@ def check_output_path(path: str | None, what: str, *, folder: bool = False) -> N
 
 
 def _detect_format(path: Path) -> str:
+    from metasel.data.serving import SERVING_FORMATS, detect
+
     if path.is_dir():
-        return "metasel"
+        if (path / "manifest.json").is_file():
+            return "metasel"
+        # a folder of serving results (a vllm bench sweep, LLMPerf's results, …): read_serving sorts them
+        return detect(path) or "serving"
     try:
         with path.open("rb") as fh:
             head = fh.readline(4096).decode("utf-8-sig", errors="replace").strip().lower()
     except OSError as exc:
         raise InputDataError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    if head.startswith("{") or head.startswith("["):
+        found = detect(path)
+        if found is None:
+            raise InputDataError(f"{path}: a JSON file, but not a result file of {', '.join(SERVING_FORMATS)}; "
+                                 f"pass --format")
+        return found
     cols = {c.strip() for c in head.split(",")}
     if {"framework", "batch_size_semantics"} <= cols:
         return "llm-inference-bench"
@@ -63,12 +76,30 @@ def _detect_format(path: Path) -> str:
         return "generic"
     raise InputDataError(
         f"{path}: cannot tell the format from its header (expected a metasel export folder, "
-        f"a 'task,method,value[,status]' CSV, or llm_inference_bench.csv); pass --format"
+        f"a 'task,method,value[,status]' CSV, llm_inference_bench.csv, or a serving benchmark's JSON: "
+        f"{', '.join(SERVING_FORMATS)}); pass --format"
     )
 
 
+def serving_hardware(hardware: str | None) -> dict | None:
+    """``--hardware`` for a serving benchmark's results: ``auto`` (this machine), a hardware YAML
+    file, or nothing (None: only files that name their GPUs can then be read)."""
+    if hardware in (None, "", "any"):
+        return None
+    from metasel._check import Checker
+    from metasel.app.descriptors import hardware_descriptor
+    from metasel.spec import HardwareSpec, parse_hardware, read_yaml
+
+    if hardware == "auto":
+        return hardware_descriptor(HardwareSpec(auto=True))
+    if not Path(hardware).is_file():
+        raise InputDataError(f"--hardware {hardware!r}: expected 'auto' or a hardware YAML file (name, device, "
+                             f"count, memory_gb, …, as for suggest), got no such file")
+    return hardware_descriptor(parse_hardware(Checker(hardware), read_yaml(hardware), "hardware"))
+
+
 def read_source(source: str, fmt: str, *, features=None, objective="min", hardware="any",
-                extended=False, include_flagged=False, llamacpp_batched="mark"):
+                extended=False, include_flagged=False, llamacpp_batched="mark", overrides=()):
     """Read any supported input into a validated PerfTable (nothing is written)."""
     from metasel.data import importers
     from metasel.data.store import read_export
@@ -78,6 +109,13 @@ def read_source(source: str, fmt: str, *, features=None, objective="min", hardwa
         raise InputDataError(f"{path}: no such file or folder")
     if fmt == "auto":
         fmt = _detect_format(path)
+    if fmt in SERVING or fmt == "serving":
+        from metasel.data.serving import parse_overrides, read_serving
+
+        return read_serving(path, None if fmt == "serving" else fmt, overrides=parse_overrides(overrides),
+                            hardware=serving_hardware(hardware))
+    if overrides:
+        raise InputDataError(f"--set: only for a serving benchmark's results ({', '.join(SERVING)}), not {fmt}")
     if fmt == "metasel":
         return read_export(path)
     if fmt == "generic":
@@ -93,21 +131,28 @@ def read_source(source: str, fmt: str, *, features=None, objective="min", hardwa
 @click.option("--features", type=click.Path(dir_okay=False), help="generic: features CSV keyed by task.")
 @click.option("--objective", type=click.Choice(["min", "max"]), default="min", show_default=True,
               help="generic: whether smaller or larger values are better.")
-@click.option("--hardware", default="any", show_default=True, help="generic: hardware id for rows without one.")
+@click.option("--hardware", default="any", show_default=True,
+              help="generic: hardware id for rows without one; serving results: 'auto' (this machine) or a "
+                   "hardware YAML file (the machine that served the requests).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="serving results: what the file does not state (model, engine, method, or an engine setting "
+                   "such as max_num_seqs=64, dtype=bfloat16); repeatable.")
 @click.option("--extended", is_flag=True, help="llm-inference-bench: add quantisation rows (method = framework+precision).")
 @click.option("--include-flagged", is_flag=True, help="llm-inference-bench: keep rows flagged for latency collapse.")
 @click.option("--llamacpp-batched", type=click.Choice(["mark", "drop"]), default="mark", show_default=True,
               help="llm-inference-bench: llama.cpp rows at batch > 1 (one-sequence semantics).")
 @click.pass_context
-def import_cmd(ctx, source, fmt, features, objective, hardware, extended, include_flagged, llamacpp_batched):
-    """Import a metasel export, a generic CSV or the LLM-Inference-Bench table into the store.
+def import_cmd(ctx, source, fmt, features, objective, hardware, overrides, extended, include_flagged, llamacpp_batched):
+    """Import a metasel export, a generic CSV, the LLM-Inference-Bench table, or the results of a
+    serving benchmark (vllm bench serve / sweep, GuideLLM, AIPerf, LLMPerf) into the store.
 
     The input is read and validated completely before the store is opened, and the
     append is one transaction: a bad input leaves the store as it was. Observations
     already in the store are skipped, so importing twice adds nothing.
     """
     tbl = read_source(source, fmt, features=features, objective=objective, hardware=hardware,
-                      extended=extended, include_flagged=include_flagged, llamacpp_batched=llamacpp_batched)
+                      extended=extended, include_flagged=include_flagged, llamacpp_batched=llamacpp_batched,
+                      overrides=overrides)
     with open_store(ctx) as store:
         result = store.append(tbl)
         click.echo(f"imported {source}: {result.added} new observations, {result.skipped} already stored "

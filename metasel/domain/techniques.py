@@ -41,6 +41,84 @@ def engine(name: str) -> str:
     return ENGINE_PREFIX + name
 
 
+#: the serving engines the collector measures (each one-hot in every engine method's vector)
+ENGINES: tuple[str, ...] = ("ctranslate2", "ort_genai", "openvino", "llama_cpp", "vllm")
+#: an engine's precision word (its own name for it) -> weight bits
+PRECISION_BITS: dict[str, float] = {
+    "float32": 32.0, "fp32": 32.0, "f32": 32.0, "bfloat16": 16.0, "bf16": 16.0, "float16": 16.0, "fp16": 16.0,
+    "f16": 16.0, "half": 16.0, "auto": 16.0, "int8": 8.0, "int8_float32": 8.0, "q8_0": 8.0, "fp8": 8.0, "w8a8": 8.0,
+    "int4": 4.0, "q4_K_M": 4.5, "q4_0": 4.0, "awq": 4.0, "gptq": 4.0, "awq_marlin": 4.0, "gptq_marlin": 4.0,
+    "bitsandbytes": 4.0,
+}
+#: the settings that name an engine's precision, in the order they are looked for
+PRECISION_SETTINGS: tuple[str, ...] = ("compute_type", "precision", "weight_format", "gguf_type", "dtype")
+#: engines that batch continuously (a server's scheduler); the others batch statically
+CONTINUOUS_ENGINES: frozenset[str] = frozenset({"vllm", "sglang", "tgi", "trtllm", "tensorrt_llm", "lmdeploy"})
+
+
+def precision_bits(word: Any) -> float | None:
+    """Weight bits of an engine's precision word (``q4_K_M`` -> 4.5), None if unknown."""
+    return PRECISION_BITS.get(str(word)) or PRECISION_BITS.get(str(word).lower())
+
+
+def engine_techniques(name: str, settings: Mapping[str, Any]) -> dict[str, float]:
+    """An engine configuration's technique vector: which engine, weight bits, and its batching and
+    decoding settings, named like the transformers methods' techniques where they mean the same
+    thing. ``settings`` uses the engines' own names (``max_num_seqs``, ``gguf_type``, ...); a
+    ``quantization`` setting (vLLM's) decides the weight bits over the dtype. An engine metasel
+    does not measure gets its own one-hot beside the measured engines' zeros."""
+    import math
+
+    s = dict(settings)
+    precision = next((s[k] for k in PRECISION_SETTINGS if k in s), "float32")
+    bits = precision_bits(s["quantization"]) if s.get("quantization") else None
+    bits = bits if bits is not None else precision_bits(precision)
+    if bits is None:
+        raise ValueError(f"{name}: unknown precision {precision!r}; known: {sorted(PRECISION_BITS)}")
+    batch = int(s.get("max_batch", s.get("max_num_seqs", 1)))
+    continuous = name in CONTINUOUS_ENGINES
+    t = {engine(e): float(e == name) for e in ENGINES}
+    if name not in ENGINES:
+        t[engine(name)] = 1.0
+    t.update({
+        WEIGHT_BITS: bits, BF16: float(precision in ("bfloat16", "bf16")), INT8_DYNAMIC: float(bits == 8.0),
+        INT4: float(bits < 8.0), MAX_BATCH_LOG2: math.log2(batch),
+        STATIC_BATCHING: float(not continuous and batch > 1), CONTINUOUS_BATCHING: float(continuous and batch > 1),
+        PREFIX_CACHE: float(bool(s.get("prefix_caching"))), PROMPT_LOOKUP: float(bool(s.get("ngram_speculative"))),
+        CHUNKED_PREFILL: float(bool(s.get("chunked_prefill"))), FLASH_ATTENTION: float(bool(s.get("flash_attn"))),
+        PREFILL_BATCH_LOG2: math.log2(int(s["n_batch"])) if "n_batch" in s else 0.0,
+    })
+    return t
+
+
+#: how an engine method's name spells its settings, in this order (the rest follow as key=value)
+_NAME_ORDER = ("compute_type", "precision", "weight_format", "gguf_type", "dtype", "quantization", "max_batch",
+               "max_num_seqs", "n_batch", "prefix_caching", "chunked_prefill", "ngram_speculative", "flash_attn")
+_SHORT = {"max_batch": "b", "max_num_seqs": "seqs", "n_batch": "nb"}
+_FLAGS = {"prefix_caching": "prefix", "chunked_prefill": "chunked", "ngram_speculative": "ngram", "flash_attn": "fa"}
+
+
+def engine_method_name(name: str, settings: Mapping[str, Any]) -> str:
+    """``ctranslate2/int8+b8``-style names: the engine, then its settings in a fixed order
+    (flags by name when on, batch sizes as ``b8``/``seqs16``/``nb512``, other settings as
+    ``key=value``); an engine with no settings given is just its name."""
+    parts = []
+    for key in (*_NAME_ORDER, *sorted(k for k in settings if k not in _NAME_ORDER)):
+        if key not in settings:
+            continue
+        v = settings[key]
+        if key in _FLAGS:
+            if v:
+                parts.append(_FLAGS[key])
+        elif key in _SHORT:
+            parts.append(f"{_SHORT[key]}{v}")
+        elif key in _NAME_ORDER[:6]:
+            parts.append(str(v))
+        else:
+            parts.append(f"{key}={v}")
+    return f"{name}/" + "+".join(parts) if parts else name
+
+
 def engine_of(techniques: Any) -> str:
     """The serving engine a technique vector (a mapping or its JSON) names; ``transformers`` if none."""
     hits = [k[len(ENGINE_PREFIX):] for k, v in as_dict(techniques).items() if k.startswith(ENGINE_PREFIX) and num(v, 0.0)]

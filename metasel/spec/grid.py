@@ -121,8 +121,8 @@ def _renamed(spec: TaskSpec) -> TaskSpec:
     name = (f"{m.name or f'{m.arch}-h{m.hidden}l{m.layers}'}-p{w.prompt_len.upper()}-o{w.output_len}"
             f"-b{w.batch_size}-s{int(round(w.shared_prefix * 100))}")
     process = w.arrival.get("process", "burst")
-    if process == "poisson":
-        name += f"-poisson{w.arrival['rate']:g}"
+    if process in ("poisson", "constant"):
+        name += f"-{process}{w.arrival['rate']:g}"
     elif process == "concurrency":
         name += f"-c{w.arrival['clients']}"
     return replace(spec, name=name)

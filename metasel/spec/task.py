@@ -149,7 +149,8 @@ class WorkloadSpec:
     shared_prefix: float = 0.0
     domain: str | None = None
     #: how requests arrive: ``{"process": "burst"}`` (all at once), ``{"process": "poisson", "rate": r}``
-    #: (requests/s) or ``{"process": "concurrency", "clients": c}`` (a closed loop)
+    #: (requests/s), ``{"process": "constant", "rate": r}`` (evenly spaced) or
+    #: ``{"process": "concurrency", "clients": c}`` (a closed loop)
     arrival: dict = field(default_factory=lambda: {"process": "burst"})
     #: service-level objective of a request (``ttft_ms``, ``tpot_ms``, ``e2e_ms`` bounds) for goodput
     slo: dict = field(default_factory=dict)
@@ -371,12 +372,13 @@ def _parse_workload(c: Checker, raw: Any, path: str) -> WorkloadSpec:
                         num_requests=num_requests, shared_prefix=shared, domain=domain, arrival=arrival, slo=slo)
 
 
-ARRIVALS = ("burst", "poisson", "concurrency")
+ARRIVALS = ("burst", "poisson", "constant", "concurrency")
 SLO_KEYS = ("ttft_ms", "tpot_ms", "e2e_ms")
 
 
 def _parse_arrival(c: Checker, raw: Any, path: str) -> dict:
-    """``burst`` | ``{process: poisson, rate: R}`` | ``{process: concurrency, clients: C}``."""
+    """``burst`` | ``{process: poisson, rate: R}`` | ``{process: constant, rate: R}`` (evenly spaced, as
+    GuideLLM's and vLLM's ``--burstiness`` -> infinity) | ``{process: concurrency, clients: C}``."""
     if isinstance(raw, str):
         raw = {"process": raw}
     raw = c.mapping(raw, path)
@@ -384,9 +386,9 @@ def _parse_arrival(c: Checker, raw: Any, path: str) -> dict:
     if process == "burst":
         c.known_keys(raw, path, ("process",))
         return {"process": "burst"}
-    if process == "poisson":
+    if process in ("poisson", "constant"):
         c.known_keys(raw, path, ("process", "rate"))
-        return {"process": "poisson",
+        return {"process": process,
                 "rate": c.number(c.required(raw, "rate", path), f"{path}.rate", minimum=0, strict_min=True)}
     c.known_keys(raw, path, ("process", "clients"))
     return {"process": "concurrency", "clients": c.integer(c.required(raw, "clients", path), f"{path}.clients", minimum=1,

@@ -140,10 +140,13 @@ def engine_process(engine: str, threads: int) -> EngineProcess:
 
 
 def arrival_times(workload: dict, n: int, seed: int) -> list[float] | None:
-    """Arrival times (s) of a Poisson workload, drawn from the cell's seed; None for the others."""
+    """Arrival times (s) of a Poisson workload (drawn from the cell's seed) or a constant-rate one
+    (evenly spaced); None for the others."""
     import numpy as np
 
     arrival = workload.get("arrival") or {"process": "burst"}
+    if arrival.get("process") == "constant":
+        return (np.arange(n) / float(arrival["rate"])).tolist()
     if arrival.get("process") != "poisson":
         return None
     rng = np.random.default_rng(seed + 11)

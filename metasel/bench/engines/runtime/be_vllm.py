@@ -21,9 +21,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections import deque
 
 START_TIMEOUT_S = 600.0
 
@@ -103,74 +101,21 @@ class Backend:
         return out
 
     def _stream(self, prompt, n, on_tokens):
-        body = json.dumps({"model": self.checkpoint, "prompt": list(prompt), "max_tokens": n, "min_tokens": n,
-                           "ignore_eos": True, "temperature": 0.0, "stream": True, "logprobs": 0,
-                           "return_tokens_as_token_ids": True})
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        if resp.status != 200:
-            body = resp.read()[:200]
-            raise RuntimeError(f"vLLM answered {resp.status}: {self._tail() or body!r}")
-        for raw in resp:
-            line = raw.strip()
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            for choice in chunk.get("choices", []):
-                toks = (choice.get("logprobs") or {}).get("tokens") or []
-                if toks:
-                    on_tokens([int(t.split(":", 1)[1]) for t in toks])
-        conn.close()
+        import loadgen
+
+        try:
+            return loadgen.stream_completion("127.0.0.1", self.port, self.checkpoint, prompt, n, on_tokens,
+                                             token_ids=True)
+        except loadgen.ServerError as exc:
+            raise RuntimeError(f"vLLM: {exc} {self._tail()}".strip()) from None
 
     def greedy(self, prompt, n):
-        out = []
-        self._stream(prompt, n, out.extend)
-        return out
+        return self._stream(prompt, n, lambda k: None)
 
     def serve(self, prompts, n, arrival, arrivals):
         import loadgen
 
-        reqs = loadgen.make_requests(prompts, arrival, arrivals)
-        errors = []
-        t0 = time.perf_counter()
-
-        def run(r):
-            try:
-                self._stream(r.prompt, n, lambda ids: r.got(time.perf_counter() - t0, len(ids)))
-            except Exception as exc:  # noqa: BLE001 - raised below, after every thread is done
-                errors.append(exc)
-
-        threads = []
-        if arrival.get("process") == "concurrency":
-            queue = deque(reqs)
-            lock = threading.Lock()
-
-            def client():
-                while True:
-                    with lock:
-                        if not queue:
-                            return
-                        r = queue.popleft()
-                        r.arrival = time.perf_counter() - t0
-                    run(r)
-
-            threads = [threading.Thread(target=client) for _ in range(int(arrival["clients"]))]
-            for th in threads:
-                th.start()
-        else:
-            for r in sorted(reqs, key=lambda r: r.arrival):
-                wait = r.arrival - (time.perf_counter() - t0)
-                if wait > 0:
-                    time.sleep(wait)
-                th = threading.Thread(target=run, args=(r,))
-                th.start()
-                threads.append(th)
-        for th in threads:
-            th.join()
-        if errors:
-            raise errors[0]
-        return reqs
+        return loadgen.serve_streams(self._stream, prompts, n, arrival, arrivals)
 
     def close(self):
         import lifetime

@@ -9,6 +9,7 @@ arrive by the workload's arrival process, measured from the serve's start:
 - ``burst``: all at t = 0 (the offline case);
 - ``poisson``: exponential gaps at ``rate`` requests/s (times drawn by the collector, so every
   method of a task gets the same ones);
+- ``constant``: evenly spaced at ``rate`` requests/s (GuideLLM's constant rate);
 - ``concurrency``: a closed loop of ``clients`` clients, each sending its next request when
   its previous one finished.
 
@@ -101,13 +102,13 @@ def summarise(serves: list[list[Request]], output_len: int, *, slo: dict | None 
 
 
 def make_requests(prompts: list[list[int]], arrival: dict, arrivals: list[float] | None) -> list[Request]:
-    """Requests with their arrival times: ``arrivals`` (drawn by the collector) for ``poisson``,
-    0 for ``burst``; for ``concurrency`` the first ``clients`` arrive at 0 and the rest
-    get their time when a client frees up (NaN until then)."""
+    """Requests with their arrival times: ``arrivals`` (drawn by the collector) for ``poisson`` and
+    ``constant``, 0 for ``burst``; for ``concurrency`` the first ``clients`` arrive at 0 and the
+    rest get their time when a client frees up (NaN until then)."""
     kind = arrival.get("process", "burst")
     reqs = []
     for i, p in enumerate(prompts):
-        if kind == "poisson":
+        if kind in ("poisson", "constant"):
             t = float(arrivals[i])
         elif kind == "concurrency":
             t = 0.0 if i < int(arrival["clients"]) else math.nan
@@ -156,3 +157,130 @@ def serve_batched(prompts: list[list[int]], output_len: int, arrival: dict, arri
             for r in waiting[:len(batch)]:
                 r.arrival = finished_at
     return reqs
+
+
+def median_runs(runs: list[dict]) -> dict:
+    """The median of each metric over repeats (NaN where any repeat has none)."""
+    import statistics
+
+    return {k: statistics.median(r[k] for r in runs) if not any(math.isnan(r[k]) for r in runs) else math.nan
+            for k in runs[0]}
+
+
+def serve_streams(stream, prompts: list[list[int]], output_len: int, arrival: dict, arrivals: list[float] | None,
+                  *, clock=time.perf_counter, sleep=time.sleep) -> list[Request]:
+    """Serve requests against a server, one client thread per request started at its arrival
+    time (burst, poisson, constant), or one thread per client of a closed loop (concurrency).
+
+    ``stream(prompt, output_len, on_tokens)`` sends one request and calls ``on_tokens(k)``
+    whenever ``k`` tokens arrive. Returns the requests with their times (seconds from the
+    serve's start); the first request that failed raises once every thread is done.
+    """
+    import threading
+    from collections import deque
+
+    reqs = make_requests(prompts, arrival, arrivals)
+    errors: list[BaseException] = []
+    t0 = clock()
+
+    def run(r):
+        try:
+            stream(r.prompt, output_len, lambda k: r.got(clock() - t0, k))
+        except Exception as exc:  # noqa: BLE001 - raised below, after every thread is done
+            errors.append(exc)
+
+    threads = []
+    if arrival.get("process") == "concurrency":
+        queue = deque(reqs)
+        lock = threading.Lock()
+
+        def client():
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    r = queue.popleft()
+                    r.arrival = clock() - t0
+                run(r)
+
+        threads = [threading.Thread(target=client) for _ in range(int(arrival["clients"]))]
+        for th in threads:
+            th.start()
+    else:
+        for r in sorted(reqs, key=lambda r: r.arrival):
+            wait = r.arrival - (clock() - t0)
+            if wait > 0:
+                sleep(wait)
+            th = threading.Thread(target=run, args=(r,))
+            th.start()
+            threads.append(th)
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
+    return reqs
+
+
+class ServerError(RuntimeError):
+    """An OpenAI-compatible server refused or broke off a request."""
+
+
+def stream_completion(host: str, port: int, model: str, prompt: list[int], n: int, on_tokens, *,
+                      path: str = "/v1/completions", timeout: float = 600.0, token_ids: bool = False,
+                      scheme: str = "http", headers: dict | None = None) -> list[int]:
+    """One streaming OpenAI-compatible completion of exactly ``n`` tokens from a prompt of token ids.
+
+    Asks for ``max_tokens = min_tokens = n`` with ``ignore_eos`` (vLLM's, llama.cpp's and
+    SGLang's way to generate a fixed length) at temperature 0, and calls ``on_tokens(k)`` as
+    chunks arrive: ``k`` is the chunk's token count (its logprobs' tokens, else 1 per chunk with
+    text). A final ``usage`` chunk (``stream_options.include_usage``) corrects the count to the
+    server's own. With ``token_ids`` (vLLM's ``return_tokens_as_token_ids``) the generated ids are
+    returned. Raises :class:`ServerError` with the server's answer on a refusal.
+    """
+    import http.client
+    import json
+
+    body = {"model": model, "prompt": list(prompt), "max_tokens": n, "min_tokens": n, "ignore_eos": True,
+            "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
+    if token_ids:
+        body.update(logprobs=0, return_tokens_as_token_ids=True)
+    conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+    conn = conn_cls(host, port, timeout=timeout)
+    ids: list[int] = []
+    counted = 0
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **(headers or {})})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise ServerError(f"the server answered {resp.status} {resp.reason}: "
+                              f"{resp.read()[:300].decode('utf-8', 'replace').strip()}")
+        usage = None
+        for raw in resp:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                raise ServerError(f"the server streamed a line that is not JSON: {data[:120]!r}") from None
+            if chunk.get("error"):
+                raise ServerError(f"the server reported an error: {str(chunk['error'])[:300]}")
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices") or []:
+                toks = (choice.get("logprobs") or {}).get("tokens") or []
+                k = len(toks) if toks else (1 if choice.get("text") else 0)
+                if token_ids and toks:
+                    ids.extend(int(t.split(":", 1)[1]) for t in toks)
+                if k:
+                    counted += k
+                    on_tokens(k)
+        done = int(usage.get("completion_tokens") or 0) if usage else 0
+        if done > counted:  # chunks that carried several tokens: the rest arrived with the last one
+            on_tokens(done - counted)
+    finally:
+        conn.close()
+    return ids

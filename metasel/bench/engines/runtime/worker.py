@@ -72,11 +72,6 @@ def _peak_mb(base: dict) -> float:
     return total / 1024.0
 
 
-def _median_runs(runs: list[dict]) -> dict:
-    return {k: statistics.median(r[k] for r in runs) if not any(math.isnan(r[k]) for r in runs) else math.nan
-            for k in runs[0]}
-
-
 class Worker:
     def __init__(self, engine: str, threads: int):
         self.engine, self.threads = engine, threads
@@ -134,10 +129,10 @@ class Worker:
         w0 = time.perf_counter()
         warm = lg.summarise([one_serve()], out_len, slo=slo)
         setup_s = load_s + (time.perf_counter() - w0)
-        inner = 1 if arrival.get("process") == "poisson" else \
+        inner = 1 if arrival.get("process") in ("poisson", "constant") else \
             max(1, min(int(msg["max_inner"]), math.ceil(float(msg["min_repeat_s"]) * 1000.0 / max(warm["latency_ms"], 1e-3))))
         runs = [lg.summarise([one_serve() for _ in range(inner)], out_len, slo=slo) for _ in range(int(msg["repeats"]))]
-        result = _median_runs(runs)
+        result = lg.median_runs(runs)
         thr = [r["throughput_tok_s"] for r in runs]
         result.update(status="ok", repeats=len(runs), setup_s=setup_s,
                       convert_s=getattr(backend, "convert_s", 0.0) if fresh else 0.0,
