@@ -41,6 +41,41 @@ def plot_suggest(result, task_name: str, hardware_name: str, path: str) -> None:
     plt.close(fig)
 
 
+def plot_pareto(front, task_name: str, hardware_name: str, path: str) -> None:
+    """Each feasible method at its two metrics (predicted medians with 90% intervals, measured
+    values filled), the Pareto front joined and labelled."""
+    plt = pyplot()
+    x, y = front.x, front.y
+    rows = [r for r in front.rows if r["feasible"]]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for measured, style in ((False, dict(fmt="o", mfc="white", color="tab:blue", label="predicted (90% interval)")),
+                            (True, dict(fmt="o", color="tab:red", label="measured"))):
+        pts = [r for r in rows if (r[f"{x}_measured"] and r[f"{y}_measured"]) == measured]
+        if not pts:
+            continue
+        ax.errorbar([r[x] for r in pts], [r[y] for r in pts],
+                    xerr=[[max(r[x] - r[f"{x}_low90"], 0) * (not r[f"{x}_measured"]) for r in pts],
+                          [max(r[f"{x}_high90"] - r[x], 0) * (not r[f"{x}_measured"]) for r in pts]],
+                    yerr=[[max(r[y] - r[f"{y}_low90"], 0) * (not r[f"{y}_measured"]) for r in pts],
+                          [max(r[f"{y}_high90"] - r[y], 0) * (not r[f"{y}_measured"]) for r in pts]],
+                    capsize=2, alpha=0.8, elinewidth=0.6, **style)
+    on = sorted((r for r in rows if r["on_front"]), key=lambda r: r[x])
+    if on:
+        ax.plot([r[x] for r in on], [r[y] for r in on], color="black", lw=1, zorder=3, label="Pareto front")
+        for r in on:
+            ax.annotate(r["method"], (r[x], r[y]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"{task_name} on {hardware_name}", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_curve(curves: Mapping[str, Sequence[float]], title: str, ylabel: str, path: str,
                xlabel: str = "benchmarks run") -> None:
     """Lines of value against step (best-so-far, regret…)."""

@@ -41,8 +41,14 @@ def _hardware_spec(spec, hardware_path):
               help="Shorthand for --choose quantile:RISK (e.g. 0.9).")
 @click.option("--refit", is_flag=True, help="Fit the model again even if a cached fit of this store can be conditioned "
               "on what was added since.")
+@click.option("--pareto", "pareto_metrics", default=None, metavar="X,Y",
+              help="Also show the Pareto front of two metrics, e.g. throughput_tok_s,e2e_p99_ms (each its own model).")
+@click.option("--pareto-plot", "pareto_plot", type=click.Path(dir_okay=False), help="PNG of the --pareto front.")
+@click.option("--slo", "slo_text", default=None, metavar="METRIC=MS,...",
+              help="Also rank by predicted goodput under this SLO, e.g. ttft_p99_ms=500,tpot_p99_ms=50.")
 @click.pass_context
-def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot_path, landmarks, choose, risk, refit):
+def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot_path, landmarks, choose, risk, refit,
+                pareto_metrics, pareto_plot, slo_text):
     """Rank every method for a task on a machine, and name the next one worth benchmarking.
 
     Zero-shot when the store has no measurement of this task on this hardware; uses
@@ -56,11 +62,23 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
     choice = Choice("quantile", risk) if risk is not None else Choice.parse(choose)
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     check_output_path(plot_path, "--plot")
+    check_output_path(pareto_plot, "--pareto-plot")
+    from metasel.app import pareto as P
+
+    xy = _pareto_metrics(pareto_metrics or ("throughput_tok_s,latency_ms" if pareto_plot else None))
+    slo = P.parse_slo(slo_text) if slo_text else None
     spec = load_task_spec(task_path)
     hardware_spec = _hardware_spec(spec, hardware_path)
+    front = slo_rows = None
     with open_store(ctx, create=False) as store:
         result = suggest(spec, store, hardware_spec=hardware_spec, device=device, model_path=model_path,
                          landmarks=landmarks, say=say, choice=choice, refit=refit)
+        if xy or slo:
+            wanted = [*(xy or ()), *((["throughput_tok_s", *slo]) if slo else [])]
+            views = P.views_for(spec, store, wanted, hardware=result.hardware, model_path=model_path, say=say)
+            front = P.pareto(views, *xy) if xy else None
+            slo_rows = P.slo_goodput(views, slo, spec.workload.output_len,
+                                     arrival_rate=spec.workload.arrival.get("rate")) if slo else None
     task, hardware = result.task, result.hardware
     if as_json:
         click.echo(json.dumps({"task_id": task["task_id"], "task": task["name"], "hardware_id": hardware["hardware_id"],
@@ -70,7 +88,9 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
                                "intervals_calibrated_for": result.intervals_for,
                                "intervals_level_by_level": result.intervals_by_level,
                                "methods": result.rows, "next": result.next_method,
-                               "next_reason": result.next_reason},
+                               "next_reason": result.next_reason,
+                               **({"pareto": {"x": front.x, "y": front.y, "methods": front.rows}} if front else {}),
+                               **({"slo": {"bounds": slo, "methods": slo_rows}} if slo_rows else {})},
                               indent=2))
     else:
         measured = sum(r["measured"] is not None for r in result.rows)
@@ -107,11 +127,58 @@ def suggest_cmd(ctx, task_path, model_path, hardware_path, device, as_json, plot
                        + (f"; … ({len(infeasible) - 3} more in --json)" if len(infeasible) > 3 else ""))
         click.echo(f"next benchmark: {result.next_method} ({result.next_reason})" if result.next_method
                    else f"next benchmark: none ({result.next_reason})")
+        if front is not None:
+            _echo_pareto(front)
+        if slo_rows is not None:
+            _echo_slo(slo_rows, slo)
+    if pareto_plot and front is not None:
+        from metasel.plots import plot_pareto
+
+        plot_pareto(front, task["name"], hardware["name"], pareto_plot)
+        say(f"wrote {pareto_plot}")
     if plot_path:
         from metasel.plots import plot_suggest
 
         plot_suggest(result, task["name"], hardware["name"], plot_path)
         say(f"wrote {plot_path}")
+
+
+def _pareto_metrics(text: str | None) -> tuple[str, str] | None:
+    from metasel._schema import METRICS
+    from metasel.errors import InputDataError
+
+    if not text:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or any(p not in METRICS or p == "value" for p in parts) or parts[0] == parts[1]:
+        raise InputDataError(f"--pareto {text!r}: expected two different metrics X,Y, e.g. throughput_tok_s,e2e_p99_ms "
+                             f"(metrics: {', '.join(m for m in METRICS if m != 'value')})")
+    return parts[0], parts[1]
+
+
+def _echo_pareto(front) -> None:
+    x, y = front.x, front.y
+    click.echo(f"Pareto front of {x} against {y} ({len(front.front)} of {len(front.rows)} methods; "
+               f"predicted median [90% interval], or measured (m)):")
+    rows = []
+    for r in front.rows:
+        if not r["feasible"]:
+            continue
+        cells = []
+        for k in (x, y):
+            cells.append(f"{number(r[k])} (m)" if r[f"{k}_measured"] else
+                         f"{number(r[k])} [{number(r[f'{k}_low90'])}-{number(r[f'{k}_high90'])}]")
+        rows.append([r["method"], "*" if r["on_front"] else "", *cells])
+    click.echo(table(["method", "front", x, y], rows, align="lcrr"))
+
+
+def _echo_slo(rows, slo) -> None:
+    bounds = ", ".join(f"{k} <= {v:g}" for k, v in slo.items())
+    click.echo(f"goodput under the SLO ({bounds}): predicted requests/s meeting every bound, best first:")
+    out = [[r["method"], f"{r['goodput_req_s']:.3g}", f"{r['req_s']:.3g}", f"{r['p_meet_slo']:.2f}",
+            *(number(r[k]) for k in slo), "yes" if r["measured"] else ""] for r in rows if r["feasible"]]
+    click.echo(table(["method", "goodput req/s", "req/s", "P(meets SLO)", *slo, "measured"], out,
+                     align="lrrr" + "r" * len(slo) + "l"))
 
 
 @main.command("tune")
