@@ -9,6 +9,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STORE ?= out/demo.sqlite
+ENGINE_STORE ?= out/demo-engines.sqlite
 
 .PHONY: setup engines test demo bench clean
 
@@ -38,6 +39,10 @@ demo: setup
 	$(BIN)/metasel --store $(STORE) show --top 5
 	$(BIN)/metasel --store $(STORE) fit --metric throughput_tok_s --out out/demo-throughput.metasel
 	$(BIN)/metasel --store $(STORE) suggest --task examples/llama_chat.yaml --model out/demo-throughput.metasel --plot out/suggest.png
+	@echo "== serving engines (datasets/cpu-v2): which engine configuration for examples/engines_chat.yaml =="
+	rm -f $(ENGINE_STORE) $(ENGINE_STORE)-wal $(ENGINE_STORE)-shm
+	$(BIN)/metasel --store $(ENGINE_STORE) import datasets/cpu-v2
+	$(BIN)/metasel --store $(ENGINE_STORE) suggest --task examples/engines_chat.yaml --no-landmarks --pareto throughput_tok_s,e2e_p99_ms --pareto-plot out/engines-front.png
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -150,6 +150,22 @@ def _num(value: Any) -> float:
     return v if math.isfinite(v) else math.nan
 
 
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _map(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _clients(value: Any, where: str, field: str) -> int:
+    """A positive whole number of clients or streams, or a clear error naming the field."""
+    v = _num(value)
+    if not (v == v and v >= 1 and v == int(v)):
+        raise InputDataError(f"{where}: {field}: expected a positive whole number of concurrent requests, got {value!r}")
+    return int(v)
+
+
 def _get(obj: Any, *keys: Any) -> Any:
     for k in keys:
         if isinstance(obj, Mapping):
@@ -190,7 +206,10 @@ def _iso(stamp: Any) -> str:
     """An ISO timestamp from a file's own time (epoch seconds or a date string), '' if none:
     never the import's time, so importing a file twice gives the same observation ids."""
     if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and math.isfinite(stamp) and stamp > 0:
-        return datetime.fromtimestamp(float(stamp), tz=timezone.utc).isoformat()
+        try:
+            return datetime.fromtimestamp(float(stamp), tz=timezone.utc).isoformat()
+        except (OverflowError, OSError, ValueError):
+            return ""
     if isinstance(stamp, str) and stamp.strip():
         for fmt in ("%Y%m%d-%H%M%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
             try:
@@ -255,12 +274,12 @@ def _vllm_records(path: Path, data: Any, fmt: str) -> Iterator[dict]:
         raise InputDataError(f"{path}: completed: expected the number of completed requests, got {data.get('completed')!r}")
     # per-request arrays (seconds; --save-detailed) give every percentile, the summary keys only
     # those asked for (--metric-percentiles); failed requests are left out of both
-    errs = data.get("errors") or []
-    okay = [not (i < len(errs) and errs[i]) for i in range(int(completed + failed))]
+    errs = _list(data.get("errors"))
+    okay = [not e for e in errs]  # per request, where the file lists errors
     per_request = {}
-    lats = [_num(v) for v in data.get("latencies") or []]
-    ttfts = [_num(v) for v in data.get("ttfts") or []]
-    outs = [_num(v) for v in data.get("output_lens") or []]
+    lats = [_num(v) for v in _list(data.get("latencies"))]
+    ttfts = [_num(v) for v in _list(data.get("ttfts"))]
+    outs = [_num(v) for v in _list(data.get("output_lens"))]
     if lats:
         per_request["e2e"] = [v for i, v in enumerate(lats) if i >= len(okay) or okay[i]]
     if ttfts:
@@ -286,10 +305,11 @@ def _vllm_records(path: Path, data: Any, fmt: str) -> Iterator[dict]:
                                  data.get(f"p90_{key}_ms"), data.get(f"p99_{key}_ms")))
     rate = data.get("request_rate")
     rate = math.inf if rate in ("inf", None) else _num(rate)
-    conc = _num(data.get("max_concurrency"))
+    conc = data.get("max_concurrency")
     burstiness = _num(data.get("burstiness"))
     if math.isinf(rate):
-        arrival = {"process": "concurrency", "clients": int(conc)} if conc == conc else {"process": "burst"}
+        arrival = {"process": "concurrency", "clients": _clients(conc, str(path), "max_concurrency")} \
+            if conc is not None else {"process": "burst"}
     elif rate == rate and rate > 0:
         if burstiness == burstiness and burstiness != 1.0:
             raise InputDataError(f"{path}: burstiness: {burstiness:g} (gamma-distributed arrivals) has no metasel "
@@ -335,21 +355,23 @@ def _guidellm_records(path: Path, data: Any) -> Iterator[dict]:
             s = _get(_m, name, "successful")
             return _num(_get(s, "percentiles", stat) if stat.startswith("p") else _get(s, stat))
 
-        strategy = _get(b, "config", "strategy") or _get(b, "args", "strategy") or {}
-        kind = strategy.get("type_") or strategy.get("type") if isinstance(strategy, Mapping) else None
+        strategy = _map(_get(b, "config", "strategy") or _get(b, "args", "strategy"))
+        kind = strategy.get("type_") or strategy.get("type")
         if kind == "synchronous":
             arrival = {"process": "concurrency", "clients": 1}
         elif kind == "concurrent":
-            arrival = {"process": "concurrency", "clients": int(_num(strategy.get("streams")))}
+            arrival = {"process": "concurrency", "clients": _clients(strategy.get("streams"), where,
+                                                                       "config.strategy.streams")}
         elif kind == "throughput":
-            mc = _num(strategy.get("max_concurrency"))
-            arrival = {"process": "concurrency", "clients": int(mc)} if mc == mc else {"process": "burst"}
+            mc = strategy.get("max_concurrency")
+            arrival = {"process": "concurrency", "clients": _clients(mc, where, "config.strategy.max_concurrency")} \
+                if mc is not None else {"process": "burst"}
         elif kind in ("constant", "poisson"):
             arrival = {"process": kind, "rate": _num(strategy.get("rate"))}
         else:
             raise InputDataError(f"{where}.config.strategy.type_: expected synchronous, concurrent, throughput, "
                                  f"constant or poisson, got {kind!r}")
-        totals = _get(m, "request_totals") or {}
+        totals = _map(_get(m, "request_totals"))
         done, errored = _num(totals.get("successful")), _num(totals.get("errored"))
         done = 0.0 if done != done else done
         errored = 0.0 if errored != errored else errored
@@ -391,15 +413,15 @@ def _aiperf_records(path: Path, data: Any) -> Iterator[dict]:
     def avg(tag: str) -> float:
         return _num(_get(data, tag, "avg"))
 
-    cfg = data.get("input_config") or {}
+    cfg = _map(data.get("input_config"))
     models = _find(cfg, "model_names")
     model = models[0] if isinstance(models, list) and models else _get(_find(cfg, "models"), "items", 0, "name")
     conc, rate = _num(_find(cfg, "concurrency")), _num(_find(cfg, "request_rate"))
     mode = str(_find(cfg, "request_rate_mode") or _find(cfg, "arrival_pattern") or "").lower()
     if rate == rate and rate > 0:
         arrival = {"process": "constant" if "constant" in mode else "poisson", "rate": rate}
-    elif conc == conc and conc >= 1:
-        arrival = {"process": "concurrency", "clients": int(conc)}
+    elif conc == conc:
+        arrival = {"process": "concurrency", "clients": _clients(conc, str(path), "input_config.loadgen.concurrency")}
     else:
         arrival = None
     duration_s = avg("benchmark_duration")
@@ -420,8 +442,8 @@ def _aiperf_records(path: Path, data: Any) -> Iterator[dict]:
     for name, tag in (("ttft", "time_to_first_token"), ("tpot", "inter_token_latency"), ("e2e", "request_latency")):
         metrics.update({f"{name}_p{q}_ms": _aiperf_ms(data, tag, f"p{q}") for q in (50, 90, 99)})
     gpus = []
-    for ep in (_get(data, "telemetry_data", "endpoints") or {}).values():
-        gpus.extend(g.get("gpu_name") for g in (_get(ep, "gpus") or {}).values() if isinstance(g, Mapping))
+    for ep in _map(_get(data, "telemetry_data", "endpoints")).values():
+        gpus.extend(g.get("gpu_name") for g in _map(_get(ep, "gpus")).values() if isinstance(g, Mapping))
     gpus = [g for g in gpus if isinstance(g, str) and g]
     yield _record(
         str(path), model=model if isinstance(model, str) else None, prompt_len=avg("input_sequence_length"),
@@ -460,7 +482,8 @@ def _llmperf_records(path: Path, data: Any) -> Iterator[dict]:
         prompt_len=p_in if p_in == p_in else _num(data.get("mean_input_tokens")),
         output_len=p_out if p_out == p_out else _num(data.get("mean_output_tokens")),
         num_requests=_num(data.get("results_num_requests_started")) or done + errors,
-        arrival={"process": "concurrency", "clients": int(conc)} if conc == conc and conc >= 1 else None,
+        arrival={"process": "concurrency", "clients": _clients(conc, str(path), "num_concurrent_requests")}
+        if data.get("num_concurrent_requests") is not None else None,
         metrics=metrics, status="ok" if done > 0 else "error",
         message=(f"no request completed ({int(errors)} errors)" if done == 0 else
                  f"{int(errors)} of {int(done + errors)} requests failed" if errors else ""),
@@ -506,6 +529,13 @@ def method_of(engine: str, settings: Mapping[str, Any]) -> dict:
         techniques_settings = {**settings, "dtype": "auto"}
     else:
         techniques_settings = settings
+    for key in ("max_num_seqs", "max_batch", "n_batch"):
+        v = settings.get(key)
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise InputDataError(f"settings: {key}: expected a positive whole number, got {v!r}")
+    for key in (*T.PRECISION_SETTINGS, "quantization"):
+        if key in settings and not isinstance(settings[key], str):
+            raise InputDataError(f"settings: {key}: expected a precision word such as bfloat16, got {settings[key]!r}")
     try:
         techniques = T.engine_techniques(engine, techniques_settings)
     except ValueError as exc:
@@ -521,16 +551,25 @@ def _task_of(rec: dict, models: Mapping[str, dict]) -> dict:
     where = rec["where"]
     arrival = rec["arrival"]
     n = int(round(rec["num_requests"])) if rec["num_requests"] == rec["num_requests"] else 0
-    if n < 1:
-        raise InputDataError(f"{where}: num_requests: expected the number of requests sent, got none")
-    batch = int(arrival["clients"]) if arrival["process"] == "concurrency" else n
+    from metasel.spec.task import MAX_SIZE
+
+    if not 1 <= n <= MAX_SIZE["num_requests"]:
+        raise InputDataError(f"{where}: num_requests: expected the number of requests sent "
+                             f"(1 to {MAX_SIZE['num_requests']:,}), got {rec['num_requests']!r}")
+    if arrival["process"] == "concurrency" and not 1 <= arrival["clients"] <= MAX_SIZE["clients"]:
+        raise InputDataError(f"{where}: concurrency: expected 1 to {MAX_SIZE['clients']:,} clients, "
+                             f"got {arrival['clients']!r}")
+    batch = min(int(arrival["clients"]) if arrival["process"] == "concurrency" else n, MAX_SIZE["batch_size"])
     if arrival["process"] in ("poisson", "constant") and not (arrival["rate"] > 0):
         raise InputDataError(f"{where}: request rate: expected a positive number, got {arrival['rate']!r}")
     lengths = {}
     for key in ("prompt_len", "output_len"):
         v = rec[key]
-        if not (v == v and v >= 0.5):
+        top = MAX_SIZE["length" if key == "prompt_len" else "output_len"]
+        if not (v == v and 0.5 <= v <= top):
             raise InputDataError(f"{where}: {key}: expected the mean {'prompt' if key == 'prompt_len' else 'output'} "
+                                 f"tokens per request (1 to {top:,}), got {v!r}" if v == v else
+                                 f"{where}: {key}: expected the mean {'prompt' if key == 'prompt_len' else 'output'} "
                                  f"tokens per request, the file states none")
         lengths[key] = int(round(v))
     workload = {**lengths, "batch_size": batch, "num_requests": n, "shared_prefix": 0.0, "domain": None}
@@ -596,6 +635,8 @@ def read_serving(path: str | Path, fmt: str | None = None, *, overrides: Mapping
             for key in ("model", "engine"):
                 if overrides.get(key) is not None:
                     rec[key] = str(overrides[key])
+            if rec["model"] is not None and (not isinstance(rec["model"], str) or not rec["model"].strip()):
+                raise InputDataError(f"{rec['where']}: model: expected the served model's name, got {rec['model']!r}")
             if not rec["model"]:
                 raise InputDataError(f"{rec['where']}: model: the file does not name the model served; "
                                      f"pass --set model=NAME")
@@ -607,7 +648,10 @@ def read_serving(path: str | Path, fmt: str | None = None, *, overrides: Mapping
                 raise InputDataError(f"{rec['where']}: arrival: {rec.get('arrival_hint', 'not stated')}; "
                                      f"the load it measured is unknown")
             settings = {**rec["settings"], **settings_over}
-            method = method_of(rec["engine"], settings)
+            try:
+                method = method_of(rec["engine"], settings)
+            except InputDataError as exc:
+                raise InputDataError(f"{rec['where']}: {exc}") from None
             if overrides.get("method"):
                 method = {**method, "method": str(overrides["method"])}
             task = _task_of(rec, {**HF_MODELS, **SERVED_MODELS})

@@ -200,3 +200,74 @@ def test_cli_hardware_must_be_auto_or_a_file(tmp_path):
     r = CliRunner().invoke(main, ["--store", str(tmp_path / "s.sqlite"), "import", str(LLMPERF),
                                   "--set", "engine=vllm", "--hardware", "a10g"])
     assert r.exit_code != 0 and "expected 'auto' or a hardware YAML file" in r.output
+
+
+@pytest.mark.parametrize("path, extra, n", [
+    (BENCH, [], 1), (SWEEP, [], 4), (GUIDELLM, ["--set", "engine=sglang"], 3), (AIPERF, ["--set", "engine=trtllm"], 1),
+    (LLMPERF, ["--set", "engine=vllm", "--set", "max_num_seqs=256"], 1)])
+def test_each_sample_round_trips_through_the_store(tmp_path, path, extra, n):
+    from metasel.data.store import Store, read_export
+
+    store = str(tmp_path / "s.sqlite")
+    hw = [] if path == AIPERF else ["--hardware", _hw_yaml(tmp_path)]
+    r = CliRunner().invoke(main, ["--store", store, "import", str(path), *hw, *extra])
+    assert r.exit_code == 0, r.output
+    assert f"{n} new observations" in r.output
+    assert CliRunner().invoke(main, ["--store", store, "export", str(tmp_path / "exp")]).exit_code == 0
+    back = read_export(tmp_path / "exp")
+    with Store(store) as s:
+        stored = s.load()
+    assert len(back.observations) == len(stored.observations) == n
+    cols = ["task_id", "method", "hardware_id", "throughput_tok_s", "ttft_p99_ms", "e2e_p50_ms", "status"]
+    a = stored.observations[cols].sort_values(cols[:3]).reset_index(drop=True)
+    b = back.observations[cols].sort_values(cols[:3]).reset_index(drop=True)
+    assert a.equals(b)
+
+
+def _mutations(data, rng, n):
+    """Copies of ``data`` with one value somewhere replaced by a wrong type, or one key removed."""
+    import copy
+
+    paths = []
+
+    def walk(obj, path):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                paths.append(path + [k])
+                walk(v, path + [k])
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj[:3]):
+                paths.append(path + [i])
+                walk(v, path + [i])
+
+    walk(data, [])
+    bad_values = ["x", None, [], {}, -1, 0, 1e308, "nan", True, [1, "a"], {"successful": "x"}]
+    for _ in range(n):
+        d = copy.deepcopy(data)
+        path = paths[int(rng.integers(len(paths)))]
+        parent = d
+        for k in path[:-1]:
+            parent = parent[k]
+        if isinstance(parent, dict) and rng.random() < 0.3:
+            parent.pop(path[-1], None)
+        else:
+            parent[path[-1]] = bad_values[int(rng.integers(len(bad_values)))]
+        yield d
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("path", [BENCH, GUIDELLM, AIPERF, LLMPERF], ids=lambda p: p.name)
+def test_malformed_results_are_refused_with_a_clear_error_never_a_crash(tmp_path, path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = json.loads(path.read_text())
+    target = tmp_path / path.name
+    for i, d in enumerate(_mutations(data, rng, 100)):
+        target.write_text(json.dumps(d))
+        try:
+            tbl = read_serving(target, overrides={"engine": "vllm"}, hardware=HW)
+        except InputDataError as exc:
+            assert "\n" not in str(exc) and str(target) in str(exc), (i, str(exc))
+            continue
+        assert len(tbl.observations) >= 1
