@@ -42,8 +42,10 @@ def plan(tasks, methods, *, repeats: int, seed: int = 0) -> list[Cell]:
             for t in tasks for m in methods]
 
 
-def observation_table(cell: Cell, result: dict, hardware: dict, versions: dict):
-    """One observation (with its descriptors) as a PerfTable ready to append."""
+def observation_table(cell: Cell, result: dict, hardware: dict, versions: dict, *, method: dict | None = None,
+                      source: str = "collect"):
+    """One observation (with its descriptors) as a PerfTable ready to append; ``method`` is the
+    method's descriptor when it is not a registered one (a measured endpoint)."""
     from metasel.bench.methods import get as get_method
     from metasel.data.table import PerfTable, now_iso
 
@@ -52,10 +54,11 @@ def observation_table(cell: Cell, result: dict, hardware: dict, versions: dict):
            **{m: result.get(m, math.nan) for m in metrics},
            "repeats": max(1, int(result.get("repeats") or 1)), "spread": result.get("spread", math.nan),
            "status": result["status"], "message": result.get("message", ""), "timestamp": now_iso(),
-           "versions": {**versions, **(result.get("versions") or {})}, "seed": cell.seed, "source": "collect", "flags": result.get("flags", ""),
+           "versions": {**versions, **(result.get("versions") or {})}, "seed": cell.seed, "source": source,
+           "flags": result.get("flags", ""),
            "machine": result.get("machine") or ""}
     if row["status"] != "ok":
         for m in metrics:
             row[m] = math.nan
     task = {"task_id": cell.task_id, "name": cell.task_name, "spec": cell.task, "features": {}}
-    return PerfTable([row], [task], [get_method(cell.method).descriptor()], [hardware], source="collect")
+    return PerfTable([row], [task], [method or get_method(cell.method).descriptor()], [hardware], source=source)

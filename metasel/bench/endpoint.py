@@ -20,7 +20,6 @@ import math
 import statistics
 import time
 import urllib.parse
-from typing import Any
 
 from metasel.errors import InputDataError
 
@@ -124,8 +123,7 @@ def measure_endpoint(url: str, task: dict, *, model: str, repeats: int, seed: in
 def collect_endpoint(url: str, spec, store, *, method: dict, hardware: dict, model: str | None = None,
                      repeats: int = 3, seed: int = 0, say=print) -> dict:
     """Measure a task spec on the endpoint and store the observation (one transaction); returns the result."""
-    from metasel.bench.cells import Cell, cell_seed, MEASURED_METRICS
-    from metasel.data.table import PerfTable, now_iso
+    from metasel.bench.cells import Cell, cell_seed, observation_table
 
     listed = served_models(url)
     if model is None:
@@ -139,14 +137,6 @@ def collect_endpoint(url: str, spec, store, *, method: dict, hardware: dict, mod
     say(f"measuring {spec.name} on {url} (model {model}) as method {method['method']!r}: "
         f"1 warm-up + {repeats} serves of {task['workload']['num_requests']} requests")
     result = measure_endpoint(url, task, model=model, repeats=repeats, seed=cell.seed)
-    row: dict[str, Any] = {
-        "task_id": cell.task_id, "method": cell.method, "hardware_id": hardware["hardware_id"],
-        **{m: (result.get(m, math.nan) if result["status"] == "ok" else math.nan) for m in MEASURED_METRICS},
-        "repeats": max(1, int(result.get("repeats") or 1)), "spread": result.get("spread", math.nan),
-        "status": result["status"], "message": result.get("message", ""), "timestamp": now_iso(),
-        "versions": {"endpoint": url, "served_model": model}, "seed": cell.seed, "source": "collect:endpoint",
-        "flags": "",
-    }
-    descriptor = {"task_id": cell.task_id, "name": cell.task_name, "spec": task, "features": {}}
-    store.append(PerfTable([row], [descriptor], [method], [hardware], source="collect --endpoint"))
+    result = {**result, "versions": {"endpoint": url, "served_model": model}}
+    store.append(observation_table(cell, result, hardware, {}, method=method, source="collect:endpoint"))
     return result

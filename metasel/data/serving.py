@@ -133,7 +133,8 @@ def result_files(path: Path, fmt: str | None) -> list[tuple[Path, str]]:
                                  f"move it out or import the files one by one")
         out.append((p, found))
     if not out:
-        raise InputDataError(f"{path}: no result files (*.json of {', '.join(SERVING_FORMATS)}) in the folder")
+        raise InputDataError(f"{path}: neither a metasel export (no manifest.json) nor a folder of serving results "
+                             f"(*.json of {', '.join(SERVING_FORMATS)})")
     return out
 
 
