@@ -60,9 +60,10 @@ def _detect_format(path: Path) -> str:
         return detect(path) or "serving"
     try:
         with path.open("rb") as fh:
-            head = fh.readline(4096).decode("utf-8-sig", errors="replace").strip().lower()
+            start = fh.read(4096).decode("utf-8-sig", errors="replace").lstrip()
     except OSError as exc:
         raise InputDataError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    head = start.split("\n", 1)[0].strip().lower()
     if head.startswith("{") or head.startswith("["):
         found = detect(path)
         if found is None:
