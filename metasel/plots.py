@@ -62,8 +62,9 @@ def plot_pareto(front, task_name: str, hardware_name: str, path: str) -> None:
     on = sorted((r for r in rows if r["on_front"]), key=lambda r: r[x])
     if on:
         ax.plot([r[x] for r in on], [r[y] for r in on], color="black", lw=1, zorder=3, label="Pareto front")
-        for r in on:
-            ax.annotate(r["method"], (r[x], r[y]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        for i, r in enumerate(on):  # neighbours on the front alternate above and below, so labels do not overlap
+            ax.annotate(r["method"], (r[x], r[y]), fontsize=7, xytext=(4, 4 if i % 2 == 0 else -11),
+                        textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(x)
