@@ -345,7 +345,10 @@ workload: {prompt_len: 12, output_len: 4, batch_size: 2}
 
 
 def test_ctrl_c_during_collect_is_one_line_exit_130_and_the_rerun_resumes(tmp_path):
-    grid = write(tmp_path, "grid.yaml", TINY_GRID.replace("repeats: 2", "repeats: 1"))
+    # 10 cells, so that many are left when the first one is seen stored (with 6, a CI run once saw
+    # the first stored row only as the collector finished, and the Ctrl-C came after its last cell)
+    grid = write(tmp_path, "grid.yaml", TINY_GRID.replace("repeats: 2", "repeats: 1").replace(
+        "methods: [baseline, sdpa, static_batching]", "methods: [baseline, sdpa, static_batching, bf16, int8_dynamic]"))
     store = tmp_path / "s.sqlite"
     cmd = [sys.executable, "-m", "metasel", "--store", str(store), "collect", "--grid", str(grid), "--threads", "1",
            "--quiet", "--no-landmarks"]
@@ -377,7 +380,7 @@ def test_ctrl_c_during_collect_is_one_line_exit_130_and_the_rerun_resumes(tmp_pa
     assert r.returncode == 0, r.stderr
     with Store(store) as s:
         final = s.load().observations
-    assert len(final) == 6 and not final[["task_id", "method", "hardware_id"]].duplicated().any()
+    assert len(final) == 10 and not final[["task_id", "method", "hardware_id"]].duplicated().any()
 
 
 @pytest.mark.reliability
