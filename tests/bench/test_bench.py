@@ -1,6 +1,5 @@
 """The collector: real generation with tiny random-weight models."""
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -345,38 +344,67 @@ workload: {prompt_len: 12, output_len: 4, batch_size: 2}
 
 
 def test_ctrl_c_during_collect_is_one_line_exit_130_and_the_rerun_resumes(tmp_path):
-    # 10 cells, so that many are left when the first one is seen stored (with 6, a CI run once saw
-    # the first stored row only as the collector finished, and the Ctrl-C came after its last cell)
+    # 10 cells, so that many are left when the first one is done. The first finished cell is seen in the
+    # collector's own per-cell line: polling the store with a read-only count saw no row during a whole
+    # collect in the full suite on this machine (twice), and the Ctrl-C came after the collector's loop
     grid = write(tmp_path, "grid.yaml", TINY_GRID.replace("repeats: 2", "repeats: 1").replace(
         "methods: [baseline, sdpa, static_batching]", "methods: [baseline, sdpa, static_batching, bf16, int8_dynamic]"))
     store = tmp_path / "s.sqlite"
     cmd = [sys.executable, "-m", "metasel", "--store", str(store), "collect", "--grid", str(grid), "--threads", "1",
-           "--quiet", "--no-landmarks"]
+           "--no-landmarks"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # the collector writes a line per finished cell (after storing it) to stderr: the first one is the signal,
+    # read by a thread so that a collector that hangs cannot hang the test
+    import queue
+    import re
+    import threading
 
-    def stored():  # a raw read-only count with a short timeout: never waits out the collector's writes
-        import sqlite3
+    lines: queue.Queue = queue.Queue()
+    seen: list[str] = []
 
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=0.05)) as db:
-                return db.execute("SELECT count(*) FROM observations").fetchone()[0]
-        except sqlite3.Error:  # not there yet, being created, or busy this moment
-            return 0
+    def read():
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
 
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    cell_line = re.compile(r" \| .+: (ok|error|oom|timeout|unsupported)\b")
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and stored() < 1:
-            time.sleep(0.05)
-        assert proc.poll() is None, "collect finished before the test could interrupt it"
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            seen.append(line)
+            if cell_line.search(line):
+                break
+        assert proc.poll() is None, f"collect finished before the test could interrupt it: {''.join(seen)[-500:]}"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
-        out, err = proc.communicate(timeout=60)
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            proc.wait()
+        reader.join(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+    while True:
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            break
+        if line is not None:
+            seen.append(line)
+    err = "".join(seen)
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "metasel: interrupted", err
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     with Store(store) as s:
         final = s.load().observations
