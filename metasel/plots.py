@@ -77,6 +77,45 @@ def plot_pareto(front, task_name: str, hardware_name: str, path: str) -> None:
     plt.close(fig)
 
 
+def plot_pareto_panels(panels: Sequence[dict], x: str, y: str, path: str, *, title: str) -> None:
+    """One panel per held-out context: every measured method (grey), the measured front (black),
+    and metasel's predicted front: its methods' predicted medians with 90% intervals (hollow,
+    blue), joined by a dotted line to what they measured (filled, blue)."""
+    plt = pyplot()
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * max(cols, 2), 3.3 * rows), squeeze=False)
+    for ax, p in zip(axes.flat, panels):
+        meas = p["measured"]
+        ax.scatter([v[0] for v in meas.values()], [v[1] for v in meas.values()], s=10, color="0.6", label="measured")
+        on = sorted((meas[m] for m in p["measured_front"]), key=lambda v: v[0])
+        ax.plot([v[0] for v in on], [v[1] for v in on], color="black", lw=1, marker="o", mfc="none", ms=7,
+                label="measured front")
+        for k, m in enumerate(p["front"]):
+            (px, plo, phi), (py, qlo, qhi) = p["predicted"][m]
+            ax.errorbar([px], [py], xerr=[[max(px - plo, 0)], [max(phi - px, 0)]],
+                        yerr=[[max(py - qlo, 0)], [max(qhi - py, 0)]], fmt="o", mfc="white", color="tab:blue",
+                        elinewidth=0.5, capsize=1.5, ms=4, label="predicted front (90%)" if k == 0 else None)
+            if m in meas:
+                ax.plot([px, meas[m][0]], [py, meas[m][1]], ls=":", lw=0.7, color="tab:blue")
+                ax.scatter([meas[m][0]], [meas[m][1]], s=16, color="tab:blue", zorder=3,
+                           label="its measured values" if k == 0 else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{p['task'][:40]}\n{p['hardware'][:44]}\nhypervolume ratio {p['hv_ratio']:.2f}", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3, which="both")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.supxlabel(x, fontsize=8)
+    fig.supylabel(y, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_curve(curves: Mapping[str, Sequence[float]], title: str, ylabel: str, path: str,
                xlabel: str = "benchmarks run") -> None:
     """Lines of value against step (best-so-far, regret…)."""

@@ -24,18 +24,9 @@ from typing import Any, Callable
 import numpy as np
 
 from metasel.errors import InputDataError
+from metasel.select.front import non_dominated
 
-
-def non_dominated(xs: list[float], ys: list[float], *, x_dir: str = "max", y_dir: str = "min") -> list[bool]:
-    """Which points no other point beats on both coordinates (ties on both keep both)."""
-    sx = 1.0 if x_dir == "max" else -1.0
-    sy = 1.0 if y_dir == "max" else -1.0
-    pts = [(sx * x, sy * y) for x, y in zip(xs, ys)]
-    out = []
-    for i, (a, b) in enumerate(pts):
-        dominated = any((c >= a and d >= b) and (c > a or d > b) for j, (c, d) in enumerate(pts) if j != i)
-        out.append(not dominated and math.isfinite(a) and math.isfinite(b))
-    return out
+__all__ = ["non_dominated", "parse_slo", "pareto", "slo_goodput", "views_for", "metric_view", "MetricView", "ParetoResult"]
 
 
 def parse_slo(text: str) -> dict[str, float]:

@@ -38,13 +38,16 @@ from metasel.cli import main
                    "picks best by inner cross-validation on each fold's training contexts.")
 @click.option("--choose", "choose", default="mean", show_default=True,
               help="What metasel's zero-shot pick maximises: mean (expected value), quantile:Q or p_best.")
+@click.option("--pareto", "pareto_metrics", default=None, metavar="X,Y",
+              help="Also score each strategy's predicted two-metric front on the held-out contexts against the measured "
+                   "one, e.g. throughput_tok_s,e2e_p99_ms (results.md section, pareto-N.png).")
 @click.option("--max-folds", type=click.IntRange(1), default=None, help="Evaluate only the first N folds (quick looks).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="Processes to spread the folds over.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for results.md/.json and plots.")
 @click.option("--title", default=None, help="Title of the results table.")
 def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclude_flags, hardware_ids, baselines, steps,
-                 embed, members, tree_mean, anytime_k, skip_repeats, ensemble, stack, choose, max_folds, seed, jobs, out_dir, title):
+                 embed, members, tree_mean, anytime_k, skip_repeats, ensemble, stack, choose, pareto_metrics, max_folds, seed, jobs, out_dir, title):
     """Replay held-out tasks offline: metasel against the algorithm-selection baselines.
 
     Same folds and seeds for every strategy; each fold fits its encoder, baselines
@@ -57,7 +60,10 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     from metasel.select.choice import Choice
 
     require("sklearn", feature="metasel evaluate", extra="eval")
+    from metasel.cli._advise import _pareto_metrics
+
     choice = Choice.parse(choose)  # a usage mistake is reported before the data are read
+    xy = _pareto_metrics(pareto_metrics)
     from metasel.cli._data import check_output_path
 
     check_output_path(out_dir, "--out", folder=True)
@@ -75,6 +81,8 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
         table = table.filter(exclude_flags=exclude_flags)
     metric = metric or ("value" if "value" in table.directions else "throughput_tok_s")
     _check_metric(table, metric, data)
+    for m in xy or ():
+        _check_metric(table, m, data)
     folds, calibrate_by = _folds(table, metric, protocol, folds_path, seed)
     if max_folds:
         folds = folds[:max_folds]
@@ -86,8 +94,34 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
                       progress=lambda m: click.echo(m, err=True), jobs=jobs)
     result.protocol = protocol
     write_report(result, out_dir, title=title or f"{path.name}, {protocol}, {metric}", anytime_k=anytime_k)
+    pngs = []
+    if xy:
+        pngs = _pareto(table, xy, protocol, folds_path, seed, max_folds, chosen, out_dir, title or f"{path.name}, {protocol}",
+                       embed=embed, steps=steps, members=members, skip_repeats=skip_repeats, tree_mean=tree_mean)
     click.echo((Path(out_dir) / "results.md").read_text())
-    click.echo(f"wrote {out_dir}/results.md, results.json, anytime.png, per_task_regret.png")
+    click.echo(f"wrote {out_dir}/results.md, results.json, anytime.png, per_task_regret.png"
+               + "".join(f", {p}" for p in pngs))
+
+
+def _pareto(table, xy, protocol, folds_path, seed, max_folds, chosen, out_dir, title, *, embed, **metasel_kwargs):
+    """``--pareto``: each strategy's predicted front against the measured one, on the same folds."""
+    from metasel.evaluation.harness import metasel_strategy
+    from metasel.evaluation.pareto import PARETO_BASELINES, evaluate_pareto, write_pareto
+
+    folds, calibrate_by = _folds(table, xy[0], protocol, folds_path, seed)
+    if max_folds:
+        folds = folds[:max_folds]
+    baselines = [b for b in chosen if b.name in PARETO_BASELINES]
+
+    def make(metric):
+        import copy
+
+        return [copy.copy(b) for b in baselines] + [metasel_strategy(metric, embed=embed, calibrate_by=calibrate_by,
+                                                                     **metasel_kwargs)]
+
+    pe = evaluate_pareto(table, *xy, folds, make_strategies=make, embed=embed, seed=seed,
+                         progress=lambda m: click.echo(m, err=True))
+    return write_pareto(pe, out_dir, title=title)
 
 
 def _folds(table, metric: str, protocol: str, folds_path: str | None, seed: int):
