@@ -14,14 +14,9 @@ from metasel._format import number, table
 
 def _hardware_spec(spec, hardware_path):
     """The spec's hardware, or one from ``--hardware`` (``auto``: probe this machine; else a YAML file)."""
-    from metasel._check import Checker
-    from metasel.spec import HardwareSpec, parse_hardware, read_yaml
+    from metasel.cli._data import hardware_option
 
-    if hardware_path == "auto":
-        return HardwareSpec(auto=True, threads=spec.hardware.threads)
-    if hardware_path:
-        return parse_hardware(Checker(hardware_path), read_yaml(hardware_path), "hardware")
-    return spec.hardware
+    return hardware_option(hardware_path, threads=spec.hardware.threads) or spec.hardware
 
 
 @main.command("suggest")

@@ -82,21 +82,31 @@ def _detect_format(path: Path) -> str:
     )
 
 
-def serving_hardware(hardware: str | None) -> dict | None:
-    """``--hardware`` for a serving benchmark's results: ``auto`` (this machine), a hardware YAML
-    file, or nothing (None: only files that name their GPUs can then be read)."""
-    if hardware in (None, "", "any"):
+def hardware_option(value: str | None, *, threads: int | None = None):
+    """``--hardware``: ``auto`` (probe this machine, with ``threads``) or a hardware YAML file, as a
+    :class:`~metasel.spec.HardwareSpec`; None when the option was not given."""
+    if value in (None, "", "any"):
         return None
     from metasel._check import Checker
-    from metasel.app.descriptors import hardware_descriptor
     from metasel.spec import HardwareSpec, parse_hardware, read_yaml
 
-    if hardware == "auto":
-        return hardware_descriptor(HardwareSpec(auto=True))
-    if not Path(hardware).is_file():
-        raise InputDataError(f"--hardware {hardware!r}: expected 'auto' or a hardware YAML file (name, device, "
+    if value == "auto":
+        return HardwareSpec(auto=True, threads=threads)
+    if not Path(value).is_file():
+        raise InputDataError(f"--hardware {value!r}: expected 'auto' or a hardware YAML file (name, device, "
                              f"count, memory_gb, …, as for suggest), got no such file")
-    return hardware_descriptor(parse_hardware(Checker(hardware), read_yaml(hardware), "hardware"))
+    return parse_hardware(Checker(value), read_yaml(value), "hardware")
+
+
+def serving_hardware(hardware: str | None) -> dict | None:
+    """``--hardware`` for a serving benchmark's results as a hardware descriptor, or None (only
+    files that name their GPUs can then be read)."""
+    spec = hardware_option(hardware)
+    if spec is None:
+        return None
+    from metasel.app.descriptors import hardware_descriptor
+
+    return hardware_descriptor(spec)
 
 
 def read_source(source: str, fmt: str, *, features=None, objective="min", hardware="any",

@@ -103,7 +103,7 @@ def choice_scores(mean: np.ndarray, std: np.ndarray, p_fail: np.ndarray, *, dire
         return _p_best(mean, std, p, fail, direction, seed)
     cap = np.where(known, fail, np.inf)  # a minimised run that finishes costs less than a failure
     if choice.by == "mean":
-        ok_value = np.exp(mean + 0.5 * std ** 2)
+        ok_value = np.exp(np.minimum(mean + 0.5 * std ** 2, 700.0))  # exp(700) already exceeds any cap
         if direction == "min":
             ok_value = np.minimum(ok_value, cap)
         value = np.where(known, (1.0 - p) * ok_value + p * np.where(known, fail, 0.0), ok_value)
