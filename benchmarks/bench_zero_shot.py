@@ -44,21 +44,6 @@ ENSEMBLE = ("survival_forest", "pairwise", "regression_rf", "sunny")
 MIXTURE = "metasel+survival_forest"
 
 
-def _baselines(spec: str) -> list:
-    from metasel.evaluation.baselines import all_baselines
-
-    known = {b.name: b for b in all_baselines()}
-    if spec == "all":
-        return list(known.values())
-    if spec == "none":
-        return []
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    bad = [n for n in names if n not in known]
-    if bad:
-        raise SystemExit(f"--baselines: unknown {bad}; known: {sorted(known)}")
-    return [known[n] for n in names]
-
-
 def scenario(scen: Path, baselines: list, seed: int = 0) -> dict:
     from metasel.cli._data import read_source
     from metasel.evaluation import folds as ev
@@ -115,7 +100,13 @@ def main() -> None:
         if missing:
             raise SystemExit(f"--scenario: unknown {sorted(missing)}")
         scens = [p for p in scens if p.name in args.scenario]
-    baselines = _baselines(args.baselines)
+    from metasel.errors import InputDataError
+    from metasel.evaluation.baselines import named_baselines
+
+    try:
+        baselines = named_baselines(args.baselines)
+    except InputDataError as e:
+        raise SystemExit(str(e)) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}

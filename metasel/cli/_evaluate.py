@@ -148,19 +148,9 @@ def _folds(table, metric: str, protocol: str, folds_path: str | None, seed: int)
 
 def _baselines(spec: str) -> list:
     """The baselines named by ``--baselines`` (``all``, ``none`` or a comma-separated list)."""
-    from metasel.errors import InputDataError
-    from metasel.evaluation import baselines as bl
+    from metasel.evaluation.baselines import named_baselines
 
-    known = {b.name: b for b in bl.all_baselines()}
-    if spec == "all":
-        return list(known.values())
-    if spec == "none":
-        return []
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    bad = [n for n in names if n not in known]
-    if bad:
-        raise InputDataError(f"--baselines: unknown {bad[0]!r}; known: {sorted(known)}")
-    return [known[n] for n in names]
+    return named_baselines(spec)
 
 
 def _check_metric(table, metric: str, data: str) -> None:

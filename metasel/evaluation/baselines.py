@@ -426,3 +426,19 @@ def all_baselines() -> list[Baseline]:
     return [RandomChoice(), SingleBest(), ISAC(), ALORS(), ALORS(dcg=True), KNearest(), Sunny(),
             PerMethodRegression("rf"), PerMethodRegression("gbm"), PairwiseClassification(), SurvivalForest(),
             MetaInfStyle()]
+
+
+def named_baselines(spec: str, *, option: str = "--baselines") -> list[Baseline]:
+    """The baselines a spec names: ``all``, ``none`` or a comma-separated list of names."""
+    from metasel.errors import InputDataError
+
+    known = {b.name: b for b in all_baselines()}
+    if spec == "all":
+        return list(known.values())
+    if spec == "none":
+        return []
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise InputDataError(f"{option}: unknown {bad[0]!r}; known: {sorted(known)}")
+    return [known[n] for n in names]
