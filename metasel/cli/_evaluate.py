@@ -113,11 +113,8 @@ def _pareto(table, xy, protocol, folds_path, seed, max_folds, chosen, out_dir, t
         folds = folds[:max_folds]
     baselines = [b for b in chosen if b.name in PARETO_BASELINES]
 
-    def make(metric):
-        import copy
-
-        return [copy.copy(b) for b in baselines] + [metasel_strategy(metric, embed=embed, calibrate_by=calibrate_by,
-                                                                     **metasel_kwargs)]
+    def make(metric):  # evaluate_pareto fits a copy of each baseline per fold
+        return [*baselines, metasel_strategy(metric, embed=embed, calibrate_by=calibrate_by, **metasel_kwargs)]
 
     pe = evaluate_pareto(table, *xy, folds, make_strategies=make, embed=embed, seed=seed,
                          progress=lambda m: click.echo(m, err=True))

@@ -21,6 +21,7 @@ Contexts where fewer than two methods measured both metrics are skipped.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -104,9 +105,7 @@ def evaluate_pareto(table, x: str, y: str, folds: Sequence[Fold], *, make_strate
                              f"of {len(folds)}, {time.monotonic() - t0:.0f}s")
                 if hasattr(s, "fit_folds"):
                     fitted.append(s.fit_folds([p[0] for p in problems], seed=seed + k_metric))
-                else:
-                    import copy
-
+                else:  # a baseline fits in place: one copy per fold
                     fitted.append([copy.copy(s).fit(p[0], seed=seed + k_metric) for p in problems])
             per_metric[metric] = (problems, fitted)
         for k, fold in enumerate(chunk):
@@ -119,10 +118,9 @@ def _oriented(strategy, test) -> tuple[np.ndarray, dict | None]:
     """(contexts, methods) oriented predictions; metasel's are posterior medians of the methods
     predicted to run, with its log medians and 90% intervals for the plots."""
     if isinstance(strategy, SurrogateStrategy):
-        post = strategy.posterior(test)
+        post, p_fail = strategy._predict(test)  # its cached prediction of every cell (the one scores() uses)
         shape = (len(test.contexts), len(test.methods))
-        cells = [(t, m, h) for t, h in test.contexts for m in test.methods]
-        p_fail = np.asarray(strategy.model.p_fail(cells, table=test.table)).reshape(shape)
+        p_fail = np.asarray(p_fail).reshape(shape)
         mean = np.asarray(post.mean).reshape(shape)
         lo, hi = (np.asarray(v).reshape(shape) for v in post.interval(0.9))
         sign = 1.0 if test.direction == "max" else -1.0
