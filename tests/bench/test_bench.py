@@ -354,9 +354,15 @@ def test_ctrl_c_during_collect_is_one_line_exit_130_and_the_rerun_resumes(tmp_pa
            "--no-landmarks"]
     # a suite started as a background job (`make test &`) runs with SIGINT ignored, and a child inherits that:
     # Python then installs no KeyboardInterrupt handler and the collector would finish all cells. A terminal's
-    # collector has the default disposition; give the child that
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # collector has the default disposition: catch SIGINT here while starting it (exec resets a caught signal to
+    # the default; a preexec_fn would fork with this process's threads, whose at-fork hooks raise)
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # the collector writes a line per finished cell (after storing it) to stderr: the first one is the signal,
     # read by a thread so that a collector that hangs cannot hang the test
     import queue
