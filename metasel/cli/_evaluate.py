@@ -86,7 +86,9 @@ def evaluate_cmd(data, features, folds_path, objective, metric, protocol, exclud
     folds, calibrate_by = _folds(table, metric, protocol, folds_path, seed)
     if max_folds:
         folds = folds[:max_folds]
-    chosen = _baselines(baselines)
+    from metasel.evaluation.baselines import named_baselines
+
+    chosen = named_baselines(baselines)
     strategies = default_strategies(metric, baselines=chosen, steps=steps, embed=embed, members=members,
                                     calibrate_by=calibrate_by, skip_repeats=skip_repeats, ensemble=ensemble, stack=stack,
                                     choice=choice, tree_mean=tree_mean)
@@ -141,13 +143,6 @@ def _folds(table, metric: str, protocol: str, folds_path: str | None, seed: int)
             raise InputDataError("--protocol folds needs --folds FILE")
         return ev.folds_from_csv(table, metric, folds_path), "task"
     raise InputDataError(f"--protocol: expected loto, loho, group:<key>[:K] or folds, got {protocol!r}")
-
-
-def _baselines(spec: str) -> list:
-    """The baselines named by ``--baselines`` (``all``, ``none`` or a comma-separated list)."""
-    from metasel.evaluation.baselines import named_baselines
-
-    return named_baselines(spec)
 
 
 def _check_metric(table, metric: str, data: str) -> None:
