@@ -105,10 +105,9 @@ def snapshot(*, tree: bool = True) -> Snapshot | None:
 
 
 def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    """The machine's CPUs: those ``/proc/stat``'s total counts, whatever this process's affinity
+    (a collector pinned to one CPU with ``taskset`` still shares a machine of several)."""
+    return os.cpu_count() or 1
 
 
 def _cpu_mhz() -> float | None:

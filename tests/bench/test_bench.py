@@ -1,10 +1,12 @@
 """The collector: real generation with tiny random-weight models."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -487,3 +489,37 @@ def test_work_of_the_measuring_tree_never_reads_as_other_processes_even_when_its
     finally:
         hog.kill()
         hog.wait()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2, reason="needs Linux and two CPUs")
+def test_a_collector_pinned_to_one_cpu_counts_other_processes_in_cores_of_the_whole_machine():
+    """``taskset -c 0 metasel collect --threads 1`` beside a job on the other CPU: the job is one
+    core of another process, which a 1-thread measurement leaves free (not noisy); two such jobs
+    are more than it leaves (noisy). The scale is the machine's, not the pinned process's one CPU."""
+    from metasel.bench.machine import busy_reason, sample
+
+    if sample(1.0)["other_cores"] > 0.2:
+        pytest.skip("the machine is busy from outside the test")
+    code = ("import os, sys, time\nos.sched_setaffinity(0, {int(sys.argv[1])})\n"
+            "t = time.monotonic()\nwhile time.monotonic() - t < 30: pass\n")
+    script = "import os\nos.sched_setaffinity(0, {0})\n"  # the measuring process, on CPU 0 only
+    script += ("from metasel.bench.machine import snapshot, state_between\nimport json, time\n"
+               "b = snapshot(); time.sleep(1.5); print(json.dumps(state_between(b, snapshot())))\n")
+    hogs = []
+    try:
+        hogs.append(subprocess.Popen([sys.executable, "-c", code, "1"], start_new_session=True))
+        time.sleep(0.5)
+        one = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                        check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}).stdout)
+        hogs.append(subprocess.Popen([sys.executable, "-c", code, "0"], start_new_session=True))
+        time.sleep(0.5)
+        two = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                        check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}).stdout)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert 0.8 < one["other_cores"] < 1.3, one
+    assert one["cpus"] == os.cpu_count()
+    assert busy_reason(one, 1) is None, one
+    assert busy_reason(two, 1) is not None and 1.7 < two["other_cores"] < 2.3, two
