@@ -1,6 +1,7 @@
 """Surrogate benchmarks: scaling, prediction and conditioning speed, held-out accuracy.
 
     python benchmarks/bench_surrogate.py [--quick] [--skip-scaling] [--only speed|heldout] [--tree-mean]
+                                         [--heldout loho,lomo,cpu-v1]
 
 Prints a table of: fit time and peak memory at 1k / 10k / 100k synthetic observations;
 time to predict 100k cells; time to condition on a new task; held-out log-RMSE and
@@ -75,7 +76,11 @@ def speed() -> None:
           f"{len(model.methods)} methods: median {np.median(times) * 1000:.1f} ms")
 
 
-def heldout(quick: bool, steps: int | None = None, lr: float | None = None, tree_mean: bool | None = None) -> None:
+HELDOUT_RUNS = ("loho", "lomo", "cpu-v1")
+
+
+def heldout(quick: bool, steps: int | None = None, lr: float | None = None, tree_mean: bool | None = None,
+            which: tuple[str, ...] = HELDOUT_RUNS) -> None:
     from metasel.data.importers import read_llm_inference_bench
     from dataclasses import replace
 
@@ -90,11 +95,13 @@ def heldout(quick: bool, steps: int | None = None, lr: float | None = None, tree
     loho = ev.leave_one_hardware_out(llm, "throughput_tok_s")
     lomo = ev.grouped_k_fold(llm, "throughput_tok_s", "model.hf_id", 22)
     # each run calibrates for the novelty it is judged on (training data only)
-    runs.append(("LLM-Inference-Bench, leave-one-hardware-out", llm, "throughput_tok_s", loho[::2] if quick else loho,
-                 "hardware"))
-    runs.append(("LLM-Inference-Bench, leave-one-model-out", llm, "throughput_tok_s", lomo[::2] if quick else lomo,
-                 "model.hf_id"))
-    if (DATASET / "manifest.json").exists():
+    if "loho" in which:
+        runs.append(("LLM-Inference-Bench, leave-one-hardware-out", llm, "throughput_tok_s", loho[::2] if quick else loho,
+                     "hardware"))
+    if "lomo" in which:
+        runs.append(("LLM-Inference-Bench, leave-one-model-out", llm, "throughput_tok_s", lomo[::2] if quick else lomo,
+                     "model.hf_id"))
+    if "cpu-v1" in which and (DATASET / "manifest.json").exists():
         data = read_export(DATASET)
         folds = ev.leave_one_task_out(data, "throughput_tok_s")
         runs.append(("cpu-v1 measured dataset, leave-one-task-out", data, "throughput_tok_s", folds[::3] if quick else folds,
@@ -150,7 +157,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="Peak learning rate of the held-out fits [TrainConfig's].")
     ap.add_argument("--tree-mean", action=argparse.BooleanOptionalAction, default=None,
                     help="TrainConfig.tree_mean of the held-out fits [TrainConfig's].")
+    ap.add_argument("--heldout", default=",".join(HELDOUT_RUNS),
+                    help=f"Which held-out evaluations, comma-separated, of {', '.join(HELDOUT_RUNS)} [all].")
     args = ap.parse_args()
+    which = tuple(w.strip() for w in args.heldout.split(",") if w.strip())
+    if not which or set(which) - set(HELDOUT_RUNS):
+        ap.error(f"--heldout: expected a comma-separated subset of {', '.join(HELDOUT_RUNS)}, got {args.heldout!r}")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if args.only != "heldout":
         fit_llm_bench()
@@ -158,7 +170,7 @@ def main() -> None:
             scaling(600 if args.quick else 1500)
         speed()
     if args.only != "speed":
-        heldout(args.quick, args.steps, args.lr, args.tree_mean)
+        heldout(args.quick, args.steps, args.lr, args.tree_mean, which)
 
 
 if __name__ == "__main__":

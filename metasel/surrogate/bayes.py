@@ -212,6 +212,10 @@ class BayesianSurrogate:
         # too few units for intervals level by level), flattened into one list of inner fits
         splits_of = [_calibration_splits(self, t, s, by=calibrate_by) if calibrate else [] for t, s in zip(tables, seeds)]
         flat = [(i, q, sp) for i, sps in enumerate(splits_of) for q, sp in enumerate(sps)]
+        # an inner fit calibrates the model the table gets: as many members as the final fit has
+        # (auto counts the whole table's cells; an inner fit has fewer and would often get 3 against
+        # the final fit's 1, whose errors are larger and spread smaller than a mixture's)
+        members = [self._members(t) for t in tables]
 
         def fit_plans(plans):  # each plan's members' parameters, all plans as one batch
             params = iter(fit_batch([x for p in plans if p is not None for x in p[1]], self.config))
@@ -228,7 +232,8 @@ class BayesianSurrogate:
                   "(compiles first)")
             variants = [self._variant(False), self._variant(True)]
             arrays = [self._training_arrays(sp.inner) for _, _, sp in flat]
-            plans = [[v._plan(sp.inner, inner_seed(i, q), arr) for (i, q, sp), arr in zip(flat, arrays)] for v in variants]
+            plans = [[v._plan(sp.inner, inner_seed(i, q), arr, members=members[i]) for (i, q, sp), arr in zip(flat, arrays)]
+                     for v in variants]
             fitted = fit_plans([p for pl in plans for p in pl])
             n = len(flat)
             models = [[v._finish(sp.inner, pl[0], f, failures=False)
@@ -251,7 +256,7 @@ class BayesianSurrogate:
         else:
             stage("1/1: the final fit" + (f" and {len(flat)} calibration fit(s)" if calibrate else "") + " (compiles first)")
             mains = [t._plan(tb, _sub_seed(s, 0)) for t, tb, s in zip(templates, tables, seeds)]
-            plans = [templates[i]._plan(sp.inner, inner_seed(i, q)) for i, q, sp in flat]
+            plans = [templates[i]._plan(sp.inner, inner_seed(i, q), members=members[i]) for i, q, sp in flat]
             fitted = fit_plans([*mains, *plans])
             main_fits = fitted[:len(tables)]
             for (i, _, sp), pl, f in zip(flat, plans, fitted[len(tables):]):
@@ -314,14 +319,23 @@ class BayesianSurrogate:
                 "xc": encoder.contexts(pairs), "xm": encoder.methods(method_desc), "xp": xp, "rep": rep, "y": y,
                 "mask": mask, "y_mean": y_mean, "y_std": y_std, "evidence": evidence}
 
-    def _plan(self, table: "PerfTable", seed: int, arrays: dict | None = None) -> tuple[dict, list]:
+    def _members(self, table: "PerfTable") -> int:
+        """Ensemble members of a fit on ``table``: ``TrainConfig.members``, or with 0 (auto) 3 up
+        to ``AUTO_ENSEMBLE_MAX_CELLS`` training cells and 1 above."""
+        if self.config.members:
+            return self.config.members
+        long = table.long(self.metric)
+        return 3 if int(((long["value"] > 0) & (long["weight"] > 0)).sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1
+
+    def _plan(self, table: "PerfTable", seed: int, arrays: dict | None = None, *,
+              members: int | None = None) -> tuple[dict, list]:
         """The training arrays of ``table`` (``arrays``: already computed for it, e.g. by another
         variant of this surrogate; they do not depend on the tree mean) and one fit input per
-        ensemble member."""
+        ensemble member (``members``, default :meth:`_members` of ``table``)."""
         from metasel.surrogate._train import FitInput
 
         d = dict(arrays) if arrays is not None else self._training_arrays(table)
-        n_members = self.config.members or (3 if int((d["mask"] > 0).sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
+        n_members = members or self.config.members or (3 if int((d["mask"] > 0).sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
         y = d["y"]
         if self.config.tree_mean and d["xc"].shape[1]:  # the members learn what the forests miss
             d["tree_mean"], offsets = TreeMean.fit(d["xc"], d["y"], d["mask"], seed=seed)

@@ -240,6 +240,34 @@ def test_calibration_splits_reach_enough_held_out_units():
     assert len(_calibration_splits(model, many, 0, by="task")) == 1
 
 
+def test_calibration_fits_have_as_many_members_as_the_final_fit(monkeypatch):
+    """members=0 (auto): 3 members up to AUTO_ENSEMBLE_MAX_CELLS training cells, 1 above. A table
+    just above the limit gets 1 member, and so does every inner calibration fit on its smaller part:
+    intervals are calibrated on errors of the model the table gets, not of a 3-member mixture."""
+    from dataclasses import replace
+
+    import metasel.surrogate._train as train
+    import metasel.surrogate.bayes as bayes
+
+    table, _ = low_rank_table(num_tasks=40, num_methods=5, num_hardware=2, rank=1, noise=0.05, density=1.0, seed=3)
+    cells = len(table.long("value"))
+    monkeypatch.setattr(bayes, "AUTO_ENSEMBLE_MAX_CELLS", cells - 1)  # the whole table is over, an inner part under
+    seen = []
+    real = train.fit_batch
+    monkeypatch.setattr(train, "fit_batch", lambda inputs, cfg: seen.append(len(inputs)) or real(inputs, cfg))
+    model = BayesianSurrogate("value", config=replace(FAST, members=0, steps=60, tree_mean=False), embed="none")
+    assert model._members(table) == 1
+    splits = bayes._calibration_splits(model, table, 0, by="task")
+    assert len(splits) == 1 and model._members(splits[0].inner) == 3  # what the inner fit would get on its own
+    fitted = model.fit(table, key=0)
+    assert seen == [1 + len(splits)]  # one member for the final fit, one for the inner fit
+    assert fitted.info()["members"] == 1
+    monkeypatch.setattr(bayes, "AUTO_ENSEMBLE_MAX_CELLS", cells)  # at the limit: 3 members everywhere
+    seen.clear()
+    model.fit(table, key=0)
+    assert seen == [3 * (1 + len(splits))]
+
+
 def test_failure_model_learns_where_a_method_fails(tmp_path):
     table, _ = low_rank_table(num_tasks=40, num_methods=4, num_hardware=2, rank=1, noise=0.05, density=1.0, seed=6)
     obs = table.observations.copy()
