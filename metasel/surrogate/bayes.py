@@ -335,7 +335,7 @@ class BayesianSurrogate:
         from metasel.surrogate._train import FitInput
 
         d = dict(arrays) if arrays is not None else self._training_arrays(table)
-        n_members = members or self.config.members or (3 if int((d["mask"] > 0).sum()) <= AUTO_ENSEMBLE_MAX_CELLS else 1)
+        n_members = members or self._members(table)
         y = d["y"]
         if self.config.tree_mean and d["xc"].shape[1]:  # the members learn what the forests miss
             d["tree_mean"], offsets = TreeMean.fit(d["xc"], d["y"], d["mask"], seed=seed)

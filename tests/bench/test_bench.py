@@ -505,16 +505,20 @@ def test_a_collector_pinned_to_one_cpu_counts_other_processes_in_cores_of_the_wh
     script = "import os\nos.sched_setaffinity(0, {0})\n"  # the measuring process, on CPU 0 only
     script += ("from metasel.bench.machine import snapshot, state_between\nimport json, time\n"
                "b = snapshot(); time.sleep(1.5); print(json.dumps(state_between(b, snapshot())))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def measure():
+        return json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                         env=env).stdout)
+
     hogs = []
     try:
         hogs.append(subprocess.Popen([sys.executable, "-c", code, "1"], start_new_session=True))
         time.sleep(0.5)
-        one = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                        check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}).stdout)
+        one = measure()
         hogs.append(subprocess.Popen([sys.executable, "-c", code, "0"], start_new_session=True))
         time.sleep(0.5)
-        two = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                        check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}).stdout)
+        two = measure()
     finally:
         for h in hogs:
             h.kill()
