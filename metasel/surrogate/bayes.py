@@ -212,9 +212,10 @@ class BayesianSurrogate:
         # too few units for intervals level by level), flattened into one list of inner fits
         splits_of = [_calibration_splits(self, t, s, by=calibrate_by) if calibrate else [] for t, s in zip(tables, seeds)]
         flat = [(i, q, sp) for i, sps in enumerate(splits_of) for q, sp in enumerate(sps)]
-        # an inner fit calibrates the model the table gets: as many members as the final fit has
-        # (auto counts the whole table's cells; an inner fit has fewer and would often get 3 against
-        # the final fit's 1, whose errors are larger and spread smaller than a mixture's)
+        # each table's ensemble size, counted once on the whole table; an inner fit calibrates the
+        # model the table gets, so it has as many members as the final fit
+        # (counting an inner fit's own, fewer cells would often give it 3 against the final fit's 1,
+        # whose errors are larger and spread smaller than a mixture's)
         members = [self._members(t) for t in tables]
 
         def fit_plans(plans):  # each plan's members' parameters, all plans as one batch
@@ -251,11 +252,11 @@ class BayesianSurrogate:
                                   "inner_rmse_trees": rmse[1]}
             took = time.monotonic() - clock["stage"]
             stage("2/2: the final fit on all the data", eta=0.6 * took)
-            mains = [t._plan(tb, _sub_seed(s, 0)) for t, tb, s in zip(templates, tables, seeds)]
+            mains = [t._plan(tb, _sub_seed(s, 0), members=n) for t, tb, s, n in zip(templates, tables, seeds, members)]
             main_fits = fit_plans(mains)
         else:
             stage("1/1: the final fit" + (f" and {len(flat)} calibration fit(s)" if calibrate else "") + " (compiles first)")
-            mains = [t._plan(tb, _sub_seed(s, 0)) for t, tb, s in zip(templates, tables, seeds)]
+            mains = [t._plan(tb, _sub_seed(s, 0), members=n) for t, tb, s, n in zip(templates, tables, seeds, members)]
             plans = [templates[i]._plan(sp.inner, inner_seed(i, q), members=members[i]) for i, q, sp in flat]
             fitted = fit_plans([*mains, *plans])
             main_fits = fitted[:len(tables)]
