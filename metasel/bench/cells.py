@@ -23,6 +23,9 @@ class Cell:
     method: str
     repeats: int
     seed: int
+    #: interleaved repeats: which round of ``rounds`` this run is (None: the cell's repeats run together)
+    round: int | None = None
+    rounds: int = 1
 
     @property
     def key(self) -> tuple[str, str]:

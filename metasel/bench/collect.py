@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from metasel._schema import STATUSES
-from metasel.bench.cells import Cell, observation_table, plan
+from metasel.bench.cells import Cell, plan
 from metasel.bench.executors.local import run_local
 from metasel.bench.executors.ray import run_ray
+from metasel.bench.ledger import Ledger, interleave as interleave_runs
 
 
 @dataclass
@@ -69,7 +70,9 @@ class Progress:
             what = f"{thr:,.1f} tok/s" if result["status"] == "ok" and thr is not None else result.get("message", "")[:70]
             if result.get("flags"):
                 what += f" [{result['message'][:90]}]"
-            self.bar.write(f"{hardware_name} | {cell.task_name} | {cell.method}: {result['status']} {what}", file=self.stream)
+            run = f" (round {cell.round + 1}/{cell.rounds})" if cell.round is not None else ""
+            self.bar.write(f"{hardware_name} | {cell.task_name} | {cell.method}{run}: {result['status']} {what}",
+                           file=self.stream)
         self.bar.update(1)
 
     def close(self) -> None:
@@ -81,7 +84,8 @@ class Progress:
 
 def collect(tasks: Iterable, store, *, methods=None, repeats: int = 3, threads: Iterable[int | None] = (None,),
             device: str = "cpu", ray: str | None = None, force: bool = False, timeout_s: float = 600.0,
-            seed: int = 0, progress: bool = True, stream=None, remeasure_noisy: bool = False) -> Summary:
+            seed: int = 0, progress: bool = True, stream=None, remeasure_noisy: bool = False,
+            interleave: bool = False) -> Summary:
     """Measure every (task, method) cell on each hardware profile and store each result.
 
     Args:
@@ -92,38 +96,46 @@ def collect(tasks: Iterable, store, *, methods=None, repeats: int = 3, threads: 
         ray: a Ray address, ``auto`` or ``local``; ``None`` runs here.
         force: measure cells again even if the store has them for this hardware.
         remeasure_noisy: measure again cells whose every observation here is flagged noisy.
+        interleave: measure each task in ``repeats`` rounds of one run of every method, in an order
+            shuffled per round (:mod:`metasel.bench.ledger`), instead of a cell's repeats back to back.
+            Every round pays the method's set-up again (an engine's start), so it costs more.
     """
     from metasel.bench import methods as registry
 
     chosen = registry.resolve(methods)
     cells = plan(list(tasks), chosen, repeats=repeats, seed=seed)
+    if interleave:
+        cells = interleave_runs(cells, rounds=repeats, seed=seed)
     threads = list(threads)
     summary = Summary()
     bar = Progress(len(cells) * len(threads), enabled=progress, stream=stream)
     t0 = time.monotonic()
 
-    def on_result(cell, result, hardware, versions):
-        store.append(observation_table(cell, result, hardware, versions))
-        summary.done += 1
-        summary.by_status[result["status"]] = summary.by_status.get(result["status"], 0) + 1
-        summary.noisy += bool(result.get("flags"))
-        bar.update(cell, hardware["name"], result)
-
-    def on_skip(cell, hardware):
-        summary.skipped += 1
-        bar.skip()
-
     try:
         for th in threads:
+            ledger = Ledger(store, force=force, clean_only=remeasure_noisy, threads=th)
+
+            def on_result(cell, result, hardware, versions, ledger=ledger):
+                obs = ledger.record(cell, result, hardware, versions)
+                bar.update(cell, hardware["name"], result)
+                if obs is not None:
+                    summary.done += 1
+                    summary.by_status[obs["status"]] = summary.by_status.get(obs["status"], 0) + 1
+                    summary.noisy += bool(obs.get("flags"))
+
+            def on_skip(cell, hardware, ledger=ledger):
+                summary.skipped += ledger.measured_before(cell, hardware)
+                bar.skip()
+
             if not ray:
                 warn_if_busy(th, say=lambda m: print(f"collect: warning: {m}", file=stream or sys.stderr, flush=True))
             if ray:
-                hws = run_ray(cells, address=ray, threads=th, device=device, timeout_s=timeout_s, store=store,
-                              force=force, on_result=on_result, on_skip=on_skip, clean_only=remeasure_noisy)
+                hws = run_ray(cells, address=ray, threads=th, device=device, timeout_s=timeout_s,
+                              wanted=ledger.wanted, on_result=on_result, on_skip=on_skip)
                 summary.hardware += [h["hardware_id"] for h in hws]
             else:
-                hw = run_local(cells, threads=th, device=device, timeout_s=timeout_s, store=store, force=force,
-                               on_result=on_result, on_skip=on_skip, clean_only=remeasure_noisy)
+                hw = run_local(cells, threads=th, device=device, timeout_s=timeout_s, wanted=ledger.wanted,
+                               on_result=on_result, on_skip=on_skip)
                 summary.hardware.append(hw["hardware_id"])
     finally:
         bar.close()

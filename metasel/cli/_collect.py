@@ -37,6 +37,9 @@ def _threads(text: str) -> list[int | None]:
               help="endpoint: its engine and settings (engine=vllm, max_num_seqs=64, ...), for the technique vector.")
 @click.option("--methods", default=None, help="Comma-separated method names [default: the grid's, else all but compiled].")
 @click.option("--repeats", type=click.IntRange(1), default=None, help="Measured runs per cell after a warm-up [default: grid's, else 3].")
+@click.option("--interleave/--no-interleave", default=None,
+              help="Measure each task in rounds: every method once per round, in a shuffled order, so drift does not "
+                   "decide near-ties; each round pays a method's set-up again [default: grid's, else no].")
 @click.option("--threads", default="all", show_default=True,
               help="Hardware profiles by torch thread count, e.g. '1,2' (each is its own hardware id).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -53,8 +56,8 @@ def _threads(text: str) -> list[int | None]:
               help="Then measure the landmarks of the grid's tasks that have none (see 'metasel landmarks').")
 @click.pass_context
 def collect_cmd(ctx, grid_path, endpoint, task_path, method_name, served_model, hardware_path, overrides, methods,
-                repeats, threads, device, ray_address, timeout_s, seed, force, remeasure_noisy, list_only, quiet,
-                landmarks):
+                repeats, interleave, threads, device, ray_address, timeout_s, seed, force, remeasure_noisy, list_only,
+                quiet, landmarks):
     """Measure (task, method) cells on this machine (or a Ray cluster) and append them to the store.
 
     Resumable: cells this hardware already has are skipped unless --force. Each
@@ -81,8 +84,11 @@ def collect_cmd(ctx, grid_path, endpoint, task_path, method_name, served_model, 
     if isinstance(raw, dict) and ("axes" in raw or "base" in raw):
         grid = parse_grid_spec(raw, source=grid_path)
         tasks, g_methods, g_repeats, g_timeout = grid.tasks, grid.methods, grid.repeats, grid.timeout_s
+        g_interleave = grid.interleave
     else:
         tasks, g_methods, g_repeats, g_timeout = [parse_task_spec(raw, source=grid_path)], None, None, None
+        g_interleave = False
+    interleave = g_interleave if interleave is None else interleave
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else g_methods
     registry.resolve(names)  # unknown names fail here, before anything runs
     import os
@@ -99,6 +105,7 @@ def collect_cmd(ctx, grid_path, endpoint, task_path, method_name, served_model, 
                 "--grid", str(Path(grid_path).resolve()), "--threads", threads, "--device", device, "--ray", "local",
                 "--seed", str(seed), *(["--methods", methods] if methods else []),
                 *(["--repeats", str(repeats)] if repeats else []), *(["--timeout", str(timeout_s)] if timeout_s else []),
+                "--interleave" if interleave else "--no-interleave",
                 *(["--force"] if force else []), *(["--remeasure-noisy"] if remeasure_noisy else []),
                 *(["--quiet"] if quiet else []), "--landmarks" if landmarks else "--no-landmarks"]
         code = run_isolated(argv)
@@ -108,7 +115,7 @@ def collect_cmd(ctx, grid_path, endpoint, task_path, method_name, served_model, 
     with open_store(ctx) as store:
         summary = collect(tasks, store, methods=names, repeats=repeats or g_repeats or 3, threads=_threads(threads),
                           device=device, ray=ray_address, force=force, timeout_s=timeout_s or g_timeout or 600.0,
-                          seed=seed, progress=not quiet, remeasure_noisy=remeasure_noisy)
+                          seed=seed, progress=not quiet, remeasure_noisy=remeasure_noisy, interleave=interleave)
         click.echo(summary.line())
         if landmarks:
             from metasel.bench.landmarks import fill_store

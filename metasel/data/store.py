@@ -54,6 +54,17 @@ _SCHEMA = [
     "BEGIN SELECT RAISE(ABORT, 'observations are append-only'); END",
 ]
 
+#: the rounds of interleaved repeats (``collect --interleave``): each run of a cell is kept as it
+#: arrives, so a killed collection resumes with the rounds it finished; the observation made from
+#: a cell's rounds marks them ``consumed`` in the same transaction. Created on first use (stores
+#: without it read as before).
+_ROUNDS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS rounds (hardware_id TEXT NOT NULL, task_id TEXT NOT NULL, method TEXT NOT NULL, "
+    "seed INTEGER NOT NULL, round INTEGER NOT NULL, result TEXT NOT NULL, timestamp TEXT NOT NULL, "
+    "consumed INTEGER NOT NULL DEFAULT 0)"
+)
+_ROUNDS_INDEX = "CREATE INDEX IF NOT EXISTS rounds_cell ON rounds (hardware_id, task_id, method, seed)"
+
 
 def default_store_path() -> Path:
     """``$METASEL_STORE``, else ``$XDG_DATA_HOME/metasel/store.sqlite`` (``~/.local/share``)."""
@@ -234,12 +245,13 @@ class Store:
 
     # ------------------------------------------------------------------ writing
 
-    def append(self, table: "PerfTable") -> AppendResult:
+    def append(self, table: "PerfTable", *, consume_rounds: tuple[str, str, str, int] | None = None) -> AppendResult:
         """Append a table's observations and descriptors in one transaction.
 
         An observation already in the store (same ``obs_id``) is skipped. A descriptor
         that contradicts the stored one for the same id is an :class:`InputDataError`,
-        and then nothing is written.
+        and then nothing is written. ``consume_rounds`` (hardware_id, task_id, method, seed):
+        the stored rounds the observation was made from, marked consumed in the same transaction.
         """
         if self._con is None:
             raise StoreError(f"{self.path}: the store is closed")
@@ -265,7 +277,38 @@ class Store:
                 obs_rows,
             )
             added = con.total_changes - before
+            if consume_rounds is not None and self._has_rounds(con):
+                con.execute("UPDATE rounds SET consumed=1 WHERE hardware_id=? AND task_id=? AND method=? AND seed=?",
+                            tuple(consume_rounds))
         return AppendResult(added=added, skipped=len(obs_rows) - added)
+
+    def add_round(self, hardware_id: str, task_id: str, method: str, seed: int, round_: int, result: dict) -> None:
+        """Keep one round of an interleaved cell (its measured fields, as JSON) until the cell's
+        observation is made from its rounds."""
+        text = json.dumps(result, default=_json_default, allow_nan=True)
+        with self._transaction("keep a round in") as con:
+            con.execute(_ROUNDS_SCHEMA)
+            con.execute(_ROUNDS_INDEX)
+            con.execute("INSERT INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                        (hardware_id, task_id, method, int(seed), int(round_), text,
+                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+
+    def open_rounds(self, hardware_id: str) -> dict[tuple[str, str, int], dict[int, dict]]:
+        """The rounds kept on ``hardware_id`` whose cell has no observation made from them yet:
+        {(task_id, method, seed): {round: result}} (a later copy of a round replaces an earlier)."""
+        if self._con is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        if not self._has_rounds(self._con):
+            return {}
+        out: dict[tuple[str, str, int], dict[int, dict]] = {}
+        for t, m, seed, r, text in self._query("SELECT task_id, method, seed, round, result FROM rounds "
+                                               "WHERE hardware_id=? AND consumed=0 ORDER BY rowid", (hardware_id,)):
+            out.setdefault((t, m, int(seed)), {})[int(r)] = json.loads(text)
+        return out
+
+    @staticmethod
+    def _has_rounds(con) -> bool:
+        return con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='rounds'").fetchone() is not None
 
     def _merge_descriptors(self, con, name, columns, frame, json_col) -> None:
         """Insert new descriptors. An id already stored keeps its row (labels such as
@@ -424,6 +467,13 @@ class Store:
 
     def schema_version(self) -> int:
         return self._query("PRAGMA user_version")[0][0]
+
+
+def _json_default(v):
+    """numpy scalars (and anything else with ``item``) in a round's result, as plain numbers."""
+    if hasattr(v, "item"):
+        return v.item()
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
 
 
 def _lock_holders(path: Path) -> str:

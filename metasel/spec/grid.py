@@ -7,6 +7,9 @@ Example (``datasets/cpu-v1/grid.yaml``)::
     axes: {model.preset: [llama-5m, gpt2-5m], workload.batch_size: [1, 4]}
     exclude: [{model.preset: gpt2-5m, workload.batch_size: 4}]
     methods: [sdpa, int8_dynamic]
+    repeats: 3          # measured runs per cell (default 3)
+    timeout_s: 600      # per cell
+    interleave: false   # true: the repeats run in rounds of every method, shuffled per round
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class GridSpec:
     methods: tuple[str, ...] | None = None
     repeats: int | None = None
     timeout_s: float | None = None
+    #: repeats in rounds of every method, shuffled per round (``collect --interleave``)
+    interleave: bool = False
 
 
 def _get_path(d: Any, dotted: str) -> Any:
@@ -65,7 +70,11 @@ def parse_grid_spec(raw: Any, *, source: str | None = None) -> GridSpec:
     """Expand a grid spec mapping into its tasks (see module docs for the format)."""
     c = Checker(source)
     raw = c.mapping(raw, "(top level)")
-    c.known_keys(raw, "", ("name", "base", "axes", "exclude", "methods", "repeats", "timeout_s"))
+    c.known_keys(raw, "", ("name", "base", "axes", "exclude", "methods", "repeats", "timeout_s",
+                          "interleave"))
+    interleave = raw.get("interleave", False)
+    if not isinstance(interleave, bool):
+        c.fail("interleave", "true or false", interleave)
     base = dict(c.mapping(raw.get("base", {}) or {}, "base"))
     axes = c.mapping(raw.get("axes", {}) or {}, "axes")
     names, values = [], []
@@ -111,7 +120,7 @@ def parse_grid_spec(raw: Any, *, source: str | None = None) -> GridSpec:
         raw["timeout_s"], "timeout_s", minimum=0, strict_min=True)
     name = c.string(raw.get("name", Path(source).stem if source else "grid"), "name")
     return GridSpec(name=name, tasks=tuple(tasks.values()), methods=methods, repeats=repeats,
-                    timeout_s=timeout)
+                    timeout_s=timeout, interleave=interleave)
 
 
 def _renamed(spec: TaskSpec) -> TaskSpec:

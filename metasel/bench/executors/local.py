@@ -81,18 +81,17 @@ def _worker_entry(conn, threads, device, parent_pid):
     worker_main(conn, threads, device, parent_pid)
 
 
-def run_local(cells: list[Cell], *, threads: int | None, device: str, timeout_s: float, store, force: bool,
-              on_result: Callable, on_skip: Callable, clean_only: bool = False) -> dict:
+def run_local(cells: list[Cell], *, threads: int | None, device: str, timeout_s: float, wanted: Callable,
+              on_result: Callable, on_skip: Callable) -> dict:
     """Measure cells on this machine with one worker; returns the hardware descriptor.
-    Cells the store has for this hardware are skipped (unless ``force``; with ``clean_only``
-    only those with an observation not flagged noisy)."""
+    ``wanted(cell, hardware)`` says, right before each cell, whether it is still to be measured
+    (else ``on_skip``)."""
     worker = LocalWorker(threads=threads, device=device)
     worker.start()
     try:
         hardware = worker.hardware
-        done = set() if force else store.measured_cells(hardware["hardware_id"], clean_only=clean_only)
         for cell in cells:
-            if cell.key in done:
+            if not wanted(cell, hardware):
                 on_skip(cell, hardware)
                 continue
             result = worker.measure(cell, timeout_s)

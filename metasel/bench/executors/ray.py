@@ -113,33 +113,26 @@ def _hardware_groups(ray, threads, device) -> dict[str, dict]:
     return groups
 
 
-def run_ray(cells: list[Cell], *, address: str, threads: int | None, device: str, timeout_s: float, store,
-            force: bool, on_result: Callable, on_skip: Callable, clean_only: bool = False) -> list[dict]:
+def run_ray(cells: list[Cell], *, address: str, threads: int | None, device: str, timeout_s: float, wanted: Callable,
+            on_result: Callable, on_skip: Callable) -> list[dict]:
     """Fan cells out over a Ray cluster. Every node probes its own hardware; nodes with the
     same hardware share that profile's cells; results stream back and are stored on arrival.
     One cell runs at a time per node (a cell takes all of a node's CPUs), so cells do not
-    disturb each other's timings."""
+    disturb each other's timings. ``wanted(cell, hardware)`` says, when a cell's turn comes,
+    whether it is still to be measured (else ``on_skip``)."""
     ray = connect_ray(address)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     groups = _hardware_groups(ray, threads, device)
     measure_fn = ray.remote(max_retries=0)(_ray_measure)
     pending: dict[Any, tuple[Cell, dict, float]] = {}
-    queues = []
-    for hid, g in groups.items():
-        done = set() if force else store.measured_cells(hid, clean_only=clean_only)
-        todo = []
-        for cell in cells:
-            if cell.key in done:
-                on_skip(cell, g["hardware"])
-            else:
-                todo.append(cell)
-        queues.append((g, todo))
-    free = [(g, node_id, cpus) for g, _ in queues for node_id, cpus in g["nodes"]]
-    todo_by_hw = {g["hardware"]["hardware_id"]: list(todo) for g, todo in queues}
+    free = [(g, node_id, cpus) for g in groups.values() for node_id, cpus in g["nodes"]]
+    todo_by_hw = {hid: list(cells) for hid in groups}
 
     def submit(g, node_id, cpus):
         queue = todo_by_hw[g["hardware"]["hardware_id"]]
+        while queue and not wanted(queue[0], g["hardware"]):
+            on_skip(queue.pop(0), g["hardware"])
         if not queue:
             return False
         cell = queue.pop(0)
