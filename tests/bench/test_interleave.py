@@ -16,19 +16,9 @@ from metasel.bench.cells import Cell
 from metasel.bench.ledger import Ledger, combine, interleave
 from metasel.cli import main
 from metasel.spec import parse_grid_spec
+from tests.bench.test_bench import TINY_GRID
 
-GRID = """
-name: interleave-test
-base:
-  workload: {prompt_len: 12, output_len: 4, batch_size: 2}
-axes:
-  model:
-    - {arch: llama, layers: 1, hidden: 32, heads: 2, kv_heads: 1, intermediate: 64, vocab: 256}
-    - {arch: gpt2, layers: 1, hidden: 32, heads: 2, kv_heads: 2, intermediate: 64, vocab: 256}
-methods: [baseline, sdpa, static_batching]
-repeats: 2
-interleave: true
-"""
+GRID = TINY_GRID + "interleave: true\n"  # 2 tasks x 3 methods, 2 repeats
 
 HW = {"hardware_id": "hw-test", "name": "test machine", "specs": {}}
 
