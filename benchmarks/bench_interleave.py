@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 MODES = {"b2b": [], "il": ["--interleave"]}
 
 
@@ -36,13 +38,11 @@ def collect(grid: str, store: Path, mode: str, threads: str, seed: int, cpus: st
 
 
 def kendall(a: dict[str, float], b: dict[str, float]) -> float:
+    """Kendall's tau between two runs' values of the methods both measured."""
+    from metasel.evaluation.metrics import kendall_tau
+
     keys = sorted(set(a) & set(b))
-    num = den = 0
-    for x, y in itertools.combinations(keys, 2):
-        s = (a[x] - a[y]) * (b[x] - b[y])
-        num += (s > 0) - (s < 0)
-        den += 1
-    return num / den if den else math.nan
+    return kendall_tau(np.array([a[k] for k in keys]), np.array([b[k] for k in keys])) if len(keys) > 1 else math.nan
 
 
 def main() -> None:
